@@ -1,0 +1,39 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Bounds of ListAudit's limit.
+const (
+	MinAuditLimit = 1
+	MaxAuditLimit = 1000
+)
+
+// AddAudit appends ev to the audit log and sets ev.ID. A zero ev.At is set from the store's
+// clock; Detail is bounded as described at MaxTextBytes.
+func (db *DB) AddAudit(ctx context.Context, ev *AuditEvent) error {
+	if ev.At.IsZero() {
+		ev.At = db.now()
+	}
+	ev.At = normTime(ev.At)
+	ev.Detail = boundText(ev.Detail)
+	err := db.gorm.WithContext(ctx).Create(ev).Error
+	return translate(err, fmt.Sprintf("add audit event %q for instance %q", ev.Action, ev.InstanceID))
+}
+
+// ListAudit returns the newest audit events first (in the order they were added), for one
+// instance or, with instanceID "", for all. limit is clamped to MinAuditLimit..MaxAuditLimit.
+func (db *DB) ListAudit(ctx context.Context, instanceID string, limit int) ([]AuditEvent, error) {
+	limit = min(max(limit, MinAuditLimit), MaxAuditLimit)
+	q := db.gorm.WithContext(ctx).Order("id DESC").Limit(limit)
+	if instanceID != "" {
+		q = q.Where("instance_id = ?", instanceID)
+	}
+	out := []AuditEvent{}
+	if err := q.Find(&out).Error; err != nil {
+		return nil, translate(err, fmt.Sprintf("list audit events for instance %q", instanceID))
+	}
+	return out, nil
+}
