@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ikabud/panel/internal/instances"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/store"
+)
+
+// printStatus writes the human status of one instance, one "Key: value"
+// line each, like the tool the panel replaces (scripts grep "PID: ").
+func printStatus(w io.Writer, v instances.View) {
+	st := v.Status
+	fmt.Fprintf(w, "Instance: %s\n", v.ID)
+	fmt.Fprintf(w, "State: %s (desired: %s)\n", st.State, v.Desired)
+	fmt.Fprintf(w, "PID: %d\n", st.MainPID)
+	fmt.Fprintf(w, "Restarts: %d\n", st.Restarts)
+	if st.LastExit != nil {
+		fmt.Fprintf(w, "Last exit: %s\n", describeExit(st.LastExit))
+	}
+	if !st.Since.IsZero() {
+		fmt.Fprintf(w, "Since: %s\n", st.Since.Local().Format(time.DateTime))
+	}
+	fmt.Fprintf(w, "CMS: %s, PHP %s\n", v.CMS, v.PHP)
+	fmt.Fprintf(w, "User: %s\n", v.User)
+	fmt.Fprintf(w, "Socket: %s\n", v.Socket)
+	fmt.Fprintf(w, "Memory: %s (max %s)\n", humanBytes(st.MemoryBytes), st.Limits.MemoryMax)
+	fmt.Fprintf(w, "CPU: %s used (quota %s)\n", st.CPUUsage.Round(time.Millisecond), st.Limits.CPUQuota)
+	fmt.Fprintf(w, "Tasks: %d (max %d)\n", st.Tasks, st.Limits.TasksMax)
+	fmt.Fprintf(w, "Pool: pm=%s max_children=%s\n", v.Spec.PM, v.Spec.MaxChildren)
+	fmt.Fprintf(w, "Backend: %s\n", st.Backend)
+	for _, n := range st.Notes {
+		fmt.Fprintf(w, "Note: %s\n", n)
+	}
+	if v.LastError != "" {
+		fmt.Fprintf(w, "Last error: %s\n", v.LastError)
+	}
+}
+
+func describeExit(e *procmgr.ExitInfo) string {
+	parts := []string{e.Result}
+	if e.Signal != "" {
+		parts = append(parts, "signal "+e.Signal)
+	}
+	if e.Code != 0 {
+		parts = append(parts, fmt.Sprintf("code %d", e.Code))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func humanBytes(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+func printList(w io.Writer, vs []instances.View) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPID\tDESIRED\tCMS\tPHP\tMEMORY\tRESTARTS")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", v.ID, v.Status.State, v.Status.MainPID, v.Desired, v.CMS, v.PHP, humanBytes(v.Status.MemoryBytes), v.Status.Restarts)
+	}
+	tw.Flush()
+	if len(vs) == 0 {
+		fmt.Fprintln(w, "(no instances)")
+	}
+}
+
+func printHealth(w io.Writer, id string, h procmgr.Health) {
+	if h.Healthy {
+		fmt.Fprintf(w, "Health: healthy (ping %s)\n", h.PingLatency.Round(time.Microsecond))
+	} else {
+		fmt.Fprintf(w, "Health: unhealthy: %s\n", h.Reason)
+	}
+	if p := h.Pool; p != nil {
+		fmt.Fprintf(w, "Pool: %s (%s)\n", p.Pool, p.ProcessManager)
+		fmt.Fprintf(w, "Processes: %d active, %d idle, %d total\n", p.ActiveProcesses, p.IdleProcesses, p.TotalProcesses)
+		fmt.Fprintf(w, "Listen queue: %d (max %d)\n", p.ListenQueue, p.MaxListenQueue)
+		fmt.Fprintf(w, "Max children reached: %d\n", p.MaxChildrenReached)
+		fmt.Fprintf(w, "Accepted connections: %d\n", p.AcceptedConn)
+	}
+}
+
+func printAudit(w io.Writer, evs []store.AuditEvent) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tWHO\tACTION\tINSTANCE\tRESULT\tDETAIL")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.Actor, e.Action, e.InstanceID, e.Result, e.Detail)
+	}
+	tw.Flush()
+}

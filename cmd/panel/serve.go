@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/instances"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/systemd"
+	"github.com/ikabud/panel/internal/store"
+	"github.com/ikabud/panel/internal/web"
+)
+
+const (
+	defaultDB     = "sqlite:///var/lib/ikabud/panel.db"
+	defaultSocket = "/run/ikabud/panel.sock"
+)
+
+// serveConfig is everything `panel serve` is told, from flags or IKABUD_*
+// environment variables.
+type serveConfig struct {
+	db       string
+	listen   string
+	socket   string
+	backend  string
+	logLevel string
+	layout   procmgr.Layout
+}
+
+func parseServe(args []string) (serveConfig, error) {
+	d := procmgr.DefaultLayout()
+	cfg := serveConfig{layout: d}
+	fs := newFlagSet("serve")
+	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user:pass@tcp(host:3306)/db")
+	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address")
+	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "root-only Unix socket for the command line")
+	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto or systemd")
+	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&cfg.layout.InstancesRoot, "instances-root", envOr("IKABUD_INSTANCES_ROOT", d.InstancesRoot), "where instance files live")
+	fs.StringVar(&cfg.layout.ConfigRoot, "config-root", envOr("IKABUD_CONFIG_ROOT", d.ConfigRoot), "where per-instance php-fpm configs live")
+	fs.StringVar(&cfg.layout.RuntimeRoot, "runtime-root", envOr("IKABUD_RUNTIME_ROOT", d.RuntimeRoot), "runtime directory (sockets), directly under /run")
+	fs.StringVar(&cfg.layout.WebUser, "web-user", envOr("IKABUD_WEB_USER", d.WebUser), "web server user added to each instance's group")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return cfg, err
+	}
+	if len(pos) > 0 {
+		return cfg, fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
+	}
+	if err := cfg.layout.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// openStore opens and migrates the database.
+func openStore(ctx context.Context, dsn string, log *slog.Logger) (*store.DB, error) {
+	db, err := store.Open(ctx, dsn, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// hasSystemd reports whether the host was booted with systemd.
+func hasSystemd() bool {
+	fi, err := os.Stat("/run/systemd/system")
+	return err == nil && fi.IsDir()
+}
+
+func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instances.Backend, func() error, error) {
+	switch cfg.backend {
+	case "auto", "systemd":
+		if !hasSystemd() {
+			return nil, nil, errors.New("this host was not booted with systemd (/run/systemd/system is missing); the built-in supervisor backend for such hosts is not part of this release yet")
+		}
+		b, err := systemd.New(ctx, systemd.Options{Layout: cfg.layout, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, b.Close, nil
+	}
+	return nil, nil, fmt.Errorf("%w: --backend must be auto or systemd (got %q)", errUsage, cfg.backend)
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	cfg, err := parseServe(args)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("panel serve must run as root: it creates Unix users and services")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	unlock, err := lockDaemon(cfg.socket)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	db, err := openStore(ctx, cfg.db, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	backend, closeBackend, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	// Closing the backend leaves every instance running.
+	defer closeBackend()
+
+	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log})
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	select {
+	case <-svc.Started():
+	case err := <-runErr:
+		return err
+	}
+	srv := web.New(web.Options{Instances: svc, Principals: auth.NewService(db, log), Log: log, Version: version})
+
+	unixLn, err := listenUnix(cfg.socket)
+	if err != nil {
+		return err
+	}
+	tcpLn, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		unixLn.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
+	}
+	errs := make(chan error, 3)
+	go func() { errs <- srv.Serve(ctx, unixLn) }()
+	go func() { errs <- srv.Serve(ctx, tcpLn) }()
+	log.Info("panel serving", "http", "http://"+tcpLn.Addr().String(), "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	case err = <-runErr:
+	}
+	stop()
+	log.Info("panel stopping; instances keep running")
+	time.Sleep(50 * time.Millisecond)
+	return err
+}
+
+// lockDaemon makes sure one daemon runs per socket.
+func lockDaemon(socket string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return nil, err
+	}
+	path := socket + ".lock"
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another panel daemon is running (lock %s held)", path)
+	}
+	return func() { f.Close() }, nil
+}
+
+// listenUnix makes the root-only socket the command line speaks to.
+func listenUnix(path string) (net.Listener, error) {
+	os.Remove(path) // a stale socket of a daemon that died; the lock says none runs
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}

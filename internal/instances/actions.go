@@ -1,0 +1,411 @@
+package instances
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/store"
+)
+
+// CreateRequest asks for a new instance.
+type CreateRequest struct {
+	ID      string            `json:"id"`
+	OwnerID *uint             `json:"owner_id,omitempty"`
+	Spec    procmgr.SpecInput `json:"spec"`
+}
+
+// mapBackendErr turns backend errors into the domain's sentinels, keeping
+// the chain for the message.
+func mapBackendErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, procmgr.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, procmgr.ErrConflict):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return err
+}
+
+// Create records the instance, provisions it and returns it running. If
+// provisioning fails, the backend has undone its part and the record is
+// deleted: nothing is left half made.
+func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateRequest) (v View, err error) {
+	if !accessManage.allowed(p, nil) {
+		return View{}, fmt.Errorf("create: role %s may not create instances: %w", p.Role, ErrForbidden)
+	}
+	spec, err := procmgr.ParseSpec(req.ID, req.Spec, s.backend.InstalledPHP())
+	if err != nil {
+		return View{}, err
+	}
+	id := spec.ID
+	defer func() { s.audit(p, "create", id, err, "") }()
+	specJSON, err := procmgr.MarshalSpec(spec)
+	if err != nil {
+		return View{}, err
+	}
+	row := store.Instance{
+		ID: string(id), OwnerID: req.OwnerID, CMS: string(spec.CMS), PHPVersion: string(spec.PHP),
+		Spec: string(specJSON), DesiredState: DesiredRunning, Phase: PhaseProvisioning, Generation: 1,
+	}
+	s.mu.Lock()
+	if _, exists := s.entries[id]; exists {
+		s.mu.Unlock()
+		return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
+	}
+	// Reserve the id in memory before the slow parts, so that two creates
+	// of one id cannot both go ahead.
+	e := &entry{row: row, spec: spec, status: procmgr.Status{ID: id, State: procmgr.StateProvisioning, Backend: s.backend.Name()}, busy: 1}
+	s.entries[id] = e
+	s.mu.Unlock()
+	defer s.end(id)
+
+	if err := s.store.CreateInstance(ctx, &row); err != nil {
+		s.mu.Lock()
+		delete(s.entries, id)
+		s.mu.Unlock()
+		if errors.Is(err, store.ErrConflict) {
+			return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
+		}
+		return View{}, fmt.Errorf("instances: record %s: %w", id, err)
+	}
+	s.mu.Lock()
+	e.row = row
+	s.mu.Unlock()
+	s.publish(id)
+
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	st, perr := s.backend.Provision(bctx, spec)
+	if perr != nil {
+		s.rollbackCreate(bctx, id)
+		return View{}, mapBackendErr(perr)
+	}
+	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" }); err != nil {
+		return View{}, err
+	}
+	s.setStatus(st)
+	return s.viewOf(id)
+}
+
+// rollbackCreate removes what a failed create left: the backend's part
+// (Provision undid its own, this covers a half-made earlier attempt) and the
+// record.
+func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID) {
+	if err := s.backend.Deprovision(ctx, id, false); err != nil {
+		s.log.Error("rollback: deprovision", "instance", string(id), "action", "create", "err", err)
+	}
+	if err := s.store.DeleteInstance(ctx, string(id)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("rollback: delete record", "instance", string(id), "action", "create", "err", err)
+	}
+	s.mu.Lock()
+	delete(s.entries, id)
+	s.mu.Unlock()
+	s.publish(id)
+}
+
+func (s *Service) viewOf(id procmgr.InstanceID) (View, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.entries[id]
+	if !ok {
+		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	return s.viewLocked(e), nil
+}
+
+// power records the desired state (if any), runs the backend action and
+// audits it.
+func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, desired string,
+	do func(context.Context, procmgr.InstanceID) (procmgr.Status, error)) (v View, err error) {
+	id, err := s.lookup(p, rawID, accessPower)
+	if err != nil {
+		return View{}, err
+	}
+	defer func() { s.audit(p, action, id, err, "") }()
+	s.begin(id)
+	defer s.end(id)
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	if desired != "" {
+		if err := s.saveRow(bctx, id, func(r *store.Instance) { r.DesiredState = desired }); err != nil {
+			return View{}, err
+		}
+	}
+	st, err := do(bctx, id)
+	if err != nil {
+		s.recordError(bctx, id, err)
+		return View{}, mapBackendErr(err)
+	}
+	s.setStatus(st)
+	return s.viewOf(id)
+}
+
+func (s *Service) recordError(ctx context.Context, id procmgr.InstanceID, err error) {
+	msg := err.Error()
+	if serr := s.saveRow(ctx, id, func(r *store.Instance) { r.LastError = msg }); serr != nil {
+		s.log.Warn("record error", "instance", string(id), "err", serr)
+	}
+}
+
+// Start starts an instance and records that it should run.
+func (s *Service) Start(ctx context.Context, p auth.Principal, id string) (View, error) {
+	return s.power(ctx, p, id, "start", DesiredRunning, s.startOrProvision)
+}
+
+// startOrProvision starts an instance through Provision, which also writes
+// a config changed while the instance was stopped, and makes the instance
+// again if the host lost it (a restored database, a wiped machine). On an
+// instance that matches its spec it is a plain start.
+func (s *Service) startOrProvision(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	s.mu.Lock()
+	spec := s.entries[id].spec
+	s.entries[id].configStale = false
+	s.mu.Unlock()
+	return s.backend.Provision(ctx, spec)
+}
+
+// Stop stops an instance and records that it should stay stopped.
+func (s *Service) Stop(ctx context.Context, p auth.Principal, id string) (View, error) {
+	return s.power(ctx, p, id, "stop", DesiredStopped, s.backend.Stop)
+}
+
+// Restart restarts an instance (starts it if stopped).
+func (s *Service) Restart(ctx context.Context, p auth.Principal, id string) (View, error) {
+	return s.power(ctx, p, id, "restart", DesiredRunning, func(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+		s.mu.RLock()
+		stale := s.entries[id].configStale
+		s.mu.RUnlock()
+		if stale {
+			if _, err := s.startOrProvision(ctx, id); err != nil {
+				return procmgr.Status{}, err
+			}
+		}
+		return s.backend.Restart(ctx, id)
+	})
+}
+
+// Reload reloads an instance's pool gracefully.
+func (s *Service) Reload(ctx context.Context, p auth.Principal, id string) (View, error) {
+	return s.power(ctx, p, id, "reload", "", s.backend.Reload)
+}
+
+// Kill sends a signal to an instance's master. It is not serialised behind
+// other actions: it is how a stuck action is ended.
+func (s *Service) Kill(ctx context.Context, p auth.Principal, rawID, rawSignal string) (err error) {
+	id, err := s.lookup(p, rawID, accessManage)
+	if err != nil {
+		return err
+	}
+	sig, err := procmgr.ParseSignal(rawSignal)
+	if err != nil {
+		return err
+	}
+	defer func() { s.audit(p, "kill", id, err, "signal "+string(sig)) }()
+	return mapBackendErr(s.backend.Kill(ctx, id, sig))
+}
+
+// Set changes an instance's settings. Fields left empty keep their current
+// value. Limits alone are applied live; pool or PHP changes rewrite the config
+// and reload the pool gracefully.
+func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in procmgr.SpecInput) (v View, err error) {
+	id, err := s.lookup(p, rawID, accessManage)
+	if err != nil {
+		return View{}, err
+	}
+	s.mu.RLock()
+	cur := s.entries[id].spec
+	s.mu.RUnlock()
+	next, err := procmgr.ParseSpec(string(id), in.Overlay(cur.Input()), s.backend.InstalledPHP())
+	if err != nil {
+		return View{}, err
+	}
+	defer func() { s.audit(p, "set", id, err, describeChange(cur, next)) }()
+	s.begin(id)
+	defer s.end(id)
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	specJSON, err := procmgr.MarshalSpec(next)
+	if err != nil {
+		return View{}, err
+	}
+	if err := s.saveRow(bctx, id, func(r *store.Instance) {
+		r.Spec, r.PHPVersion, r.CMS = string(specJSON), string(next.PHP), string(next.CMS)
+	}); err != nil {
+		return View{}, err
+	}
+	s.mu.Lock()
+	s.entries[id].spec = next
+	desired := s.entries[id].row.DesiredState
+	s.mu.Unlock()
+
+	var st procmgr.Status
+	onlyLimits := cur.PHP == next.PHP && cur.Pool == next.Pool && envEqual(cur.Env, next.Env)
+	switch {
+	case onlyLimits || desired == DesiredStopped:
+		st, err = s.backend.SetLimits(bctx, id, next.Limits)
+		if !onlyLimits {
+			// A stopped instance stays stopped; its new config is written
+			// at its next start.
+			s.mu.Lock()
+			s.entries[id].configStale = true
+			s.mu.Unlock()
+		}
+	default:
+		st, err = s.backend.Provision(bctx, next)
+	}
+	if err != nil {
+		s.recordError(bctx, id, err)
+		return View{}, mapBackendErr(err)
+	}
+	s.setStatus(st)
+	return s.viewOf(id)
+}
+
+func envEqual(a, b []procmgr.EnvVar) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func describeChange(a, b procmgr.Spec) string {
+	ai, bi := a.Input(), b.Input()
+	var parts []string
+	add := func(name, x, y string) {
+		if x != y {
+			parts = append(parts, fmt.Sprintf("%s %s->%s", name, x, y))
+		}
+	}
+	add("php", ai.PHP, bi.PHP)
+	add("pm", ai.PM, bi.PM)
+	add("max_children", ai.MaxChildren, bi.MaxChildren)
+	add("start_servers", ai.StartServers, bi.StartServers)
+	add("min_spare", ai.MinSpareServers, bi.MinSpareServers)
+	add("max_spare", ai.MaxSpareServers, bi.MaxSpareServers)
+	add("max_requests", ai.MaxRequests, bi.MaxRequests)
+	add("memory_limit", ai.MemoryLimit, bi.MemoryLimit)
+	add("max_execution_time", ai.MaxExecutionTime, bi.MaxExecutionTime)
+	add("upload_max", ai.UploadMax, bi.UploadMax)
+	add("memory_max", ai.MemoryMax, bi.MemoryMax)
+	add("cpu_quota", ai.CPUQuota, bi.CPUQuota)
+	add("tasks_max", ai.TasksMax, bi.TasksMax)
+	add("env", strings.Join(ai.Env, ","), strings.Join(bi.Env, ","))
+	return strings.Join(parts, "; ")
+}
+
+// Remove deprovisions an instance and deletes its record; its files are kept
+// unless purge.
+func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, purge bool) (err error) {
+	id, err := s.lookup(p, rawID, accessManage)
+	if err != nil {
+		return err
+	}
+	detail := ""
+	if purge {
+		detail = "purge"
+	}
+	defer func() { s.audit(p, "remove", id, err, detail) }()
+	s.begin(id)
+	defer s.end(id)
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseRemoving }); err != nil {
+		return err
+	}
+	if err := s.backend.Deprovision(bctx, id, purge); err != nil {
+		s.recordError(bctx, id, err)
+		return mapBackendErr(err)
+	}
+	if err := s.store.DeleteInstance(bctx, string(id)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("instances: delete record of %s: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.entries, id)
+	s.mu.Unlock()
+	s.publish(id)
+	return nil
+}
+
+// StartAll starts every stopped instance p may power, in one batch.
+func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []string, err error) {
+	var ids []procmgr.InstanceID
+	s.mu.RLock()
+	for id, e := range s.entries {
+		if accessPower.allowed(p, e.row.OwnerID) && e.row.Phase == PhaseReady && e.status.State != procmgr.StateRunning {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.RUnlock()
+	defer func() { s.audit(p, "start-all", "", err, fmt.Sprintf("%d instances", len(ids))) }()
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	for _, id := range ids {
+		s.begin(id)
+		defer s.end(id)
+		if err := s.saveRow(bctx, id, func(r *store.Instance) { r.DesiredState = DesiredRunning }); err != nil {
+			return nil, err
+		}
+		started = append(started, string(id))
+	}
+	// Instances whose config changed while stopped go through Provision;
+	// the rest start in one batch.
+	var batch []procmgr.InstanceID
+	var errs []error
+	for _, id := range ids {
+		s.mu.RLock()
+		stale := s.entries[id].configStale
+		s.mu.RUnlock()
+		if !stale {
+			batch = append(batch, id)
+			continue
+		}
+		if _, err := s.startOrProvision(bctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.backend.StartMany(bctx, batch); err != nil {
+		errs = append(errs, err)
+	}
+	return started, mapBackendErr(errors.Join(errs...))
+}
+
+// Health probes an instance's pool.
+func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (procmgr.Health, error) {
+	id, err := s.lookup(p, rawID, accessRead)
+	if err != nil {
+		return procmgr.Health{}, err
+	}
+	h, err := s.backend.Health(ctx, id)
+	return h, mapBackendErr(err)
+}
+
+// Logs returns the last n log lines of an instance.
+func (s *Service) Logs(ctx context.Context, p auth.Principal, rawID string, n int) ([]procmgr.LogLine, error) {
+	id, err := s.lookup(p, rawID, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := s.backend.Logs(ctx, id, n)
+	return lines, mapBackendErr(err)
+}
+
+// FollowLogs streams an instance's log until ctx ends.
+func (s *Service) FollowLogs(ctx context.Context, p auth.Principal, rawID string, n int) (<-chan procmgr.LogLine, error) {
+	id, err := s.lookup(p, rawID, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := s.backend.FollowLogs(ctx, id, n)
+	return ch, mapBackendErr(err)
+}

@@ -1,0 +1,195 @@
+package instances
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/store"
+)
+
+// reconcilerActor is who the audit log names for the reconciler's actions.
+var reconcilerActor = auth.Principal{Name: "reconciler", Role: auth.RoleAdmin}
+
+// Run loads the stored instances and what the backend observes, then keeps
+// the in-memory view current from backend events and drives every instance
+// toward its desired state, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	// Subscribe first, so no event between the load and the loop is lost.
+	events := s.backend.Subscribe(ctx)
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	close(s.started)
+	s.mu.RLock()
+	for id := range s.entries {
+		s.enqueue(id)
+	}
+	s.mu.RUnlock()
+
+	go s.reconcileLoop(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("instances: backend event stream closed")
+			}
+			s.setStatus(ev.Status)
+			s.enqueue(ev.Status.ID)
+		}
+	}
+}
+
+func (s *Service) load(ctx context.Context) error {
+	rows, err := s.store.ListInstances(ctx)
+	if err != nil {
+		return fmt.Errorf("instances: load: %w", err)
+	}
+	observed, err := s.backend.List(ctx)
+	if err != nil {
+		return fmt.Errorf("instances: observe: %w", err)
+	}
+	byID := map[procmgr.InstanceID]procmgr.Status{}
+	for _, st := range observed {
+		byID[st.ID] = st
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, row := range rows {
+		spec, err := procmgr.UnmarshalSpec(row.ID, []byte(row.Spec))
+		if err != nil {
+			// A row that no longer validates is kept out of the view and
+			// reported; it is never handed to the backend.
+			s.log.Error("stored spec does not validate; instance ignored", "instance", row.ID, "err", err)
+			continue
+		}
+		st, ok := byID[spec.ID]
+		if !ok {
+			st = procmgr.Status{ID: spec.ID, State: procmgr.StateAbsent, Backend: s.backend.Name()}
+		}
+		s.entries[spec.ID] = &entry{row: row, spec: spec, status: st}
+		delete(byID, spec.ID)
+	}
+	for id := range byID {
+		s.log.Warn("backend runs an instance the database does not know; leaving it alone", "instance", string(id))
+	}
+	return nil
+}
+
+func (s *Service) enqueue(id procmgr.InstanceID) {
+	select {
+	case s.reconcile <- id:
+	default:
+		// The queue is full: the loop is far behind and will see this
+		// instance's latest state when it gets to it anyway.
+	}
+}
+
+func (s *Service) reconcileLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-s.reconcile:
+			s.reconcileOne(ctx, id)
+		}
+	}
+}
+
+// reconcileOne makes one step toward the desired state of one instance.
+//
+//   - provisioning (the panel died mid-create): finish it, or roll back;
+//   - removing (the panel died mid-remove): finish removing;
+//   - ready and desired running: provision if the host lost it, start if
+//     stopped. A failed instance (crash loop ended) is left failed for a
+//     person to look at: restarting it here would undo the start limit;
+//   - ready and desired stopped: stop it if it runs.
+func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
+	s.mu.Lock()
+	e, ok := s.entries[id]
+	if !ok || e.busy > 0 {
+		s.mu.Unlock()
+		return
+	}
+	e.busy++
+	row, spec, state := e.row, e.spec, e.status.State
+	s.mu.Unlock()
+	defer s.end(id)
+
+	bctx, cancel := context.WithTimeout(ctx, actionTimeout)
+	defer cancel()
+	p := reconcilerActor
+	switch row.Phase {
+	case PhaseProvisioning:
+		st, err := s.backend.Provision(bctx, spec)
+		if err != nil {
+			s.audit(p, "rollback-create", id, err, "")
+			s.rollbackCreate(bctx, id)
+			return
+		}
+		err = s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" })
+		s.setStatus(st)
+		s.audit(p, "finish-create", id, err, "")
+	case PhaseRemoving:
+		err := s.backend.Deprovision(bctx, id, false)
+		if err == nil {
+			err = s.store.DeleteInstance(bctx, string(id))
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		}
+		if err == nil {
+			s.mu.Lock()
+			delete(s.entries, id)
+			s.mu.Unlock()
+			s.publish(id)
+		}
+		s.audit(p, "finish-remove", id, err, "")
+	case PhaseReady:
+		switch {
+		case row.DesiredState == DesiredRunning && (state == procmgr.StateAbsent || state == procmgr.StateStopped):
+			st, err := s.startOrProvision(bctx, id)
+			if err == nil {
+				s.setStatus(st)
+			} else {
+				s.recordError(bctx, id, err)
+			}
+			s.audit(p, "start", id, err, "desired running, observed "+string(state))
+		case row.DesiredState == DesiredStopped && (state == procmgr.StateRunning || state == procmgr.StateStarting || state == procmgr.StateCrashLooping):
+			st, err := s.backend.Stop(bctx, id)
+			if err == nil {
+				s.setStatus(st)
+			}
+			s.audit(p, "stop", id, err, "desired stopped, observed "+string(state))
+		}
+	}
+}
+
+// WaitIdle waits until no instance has an action in flight and the
+// reconcile queue is empty, or ctx ends. Tests and shutdown use it.
+func (s *Service) WaitIdle(ctx context.Context) error {
+	for {
+		s.mu.RLock()
+		busy := 0
+		for _, e := range s.entries {
+			busy += e.busy
+		}
+		s.mu.RUnlock()
+		if busy == 0 && len(s.reconcile) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,368 @@
+// Package instances is the panel's domain: every action on an instance is
+// stored intent, a call to the process backend and an audit record; the
+// observed state is kept in memory from the backend's events; and a
+// reconciler drives what runs toward what was asked.
+package instances
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/store"
+)
+
+// Errors callers branch on; the web layer maps them to HTTP statuses.
+var (
+	ErrNotFound  = errors.New("instance not found")
+	ErrConflict  = errors.New("conflict")
+	ErrInvalid   = procmgr.ErrInvalid
+	ErrForbidden = errors.New("not allowed")
+)
+
+// Backend is what the domain needs of a process backend; procmgr.Backend
+// satisfies it.
+type Backend interface {
+	Name() string
+	Provision(ctx context.Context, spec procmgr.Spec) (procmgr.Status, error)
+	Deprovision(ctx context.Context, id procmgr.InstanceID, purge bool) error
+	Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+	StartMany(ctx context.Context, ids []procmgr.InstanceID) error
+	Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+	Restart(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+	Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+	Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error
+	SetLimits(ctx context.Context, id procmgr.InstanceID, lim procmgr.Limits) (procmgr.Status, error)
+	Status(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+	List(ctx context.Context) ([]procmgr.Status, error)
+	Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error)
+	Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error)
+	FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error)
+	Subscribe(ctx context.Context) <-chan procmgr.Event
+	InstalledPHP() []procmgr.PHPVersion
+}
+
+// Store is what the domain needs of the database; *store.DB satisfies it.
+type Store interface {
+	CreateInstance(ctx context.Context, inst *store.Instance) error
+	GetInstance(ctx context.Context, id string) (*store.Instance, error)
+	ListInstances(ctx context.Context) ([]store.Instance, error)
+	UpdateInstance(ctx context.Context, inst *store.Instance) error
+	DeleteInstance(ctx context.Context, id string) error
+	AddAudit(ctx context.Context, ev *store.AuditEvent) error
+	ListAudit(ctx context.Context, instanceID string, limit int) ([]store.AuditEvent, error)
+}
+
+// Stored phases and desired states.
+const (
+	PhaseProvisioning = "provisioning"
+	PhaseReady        = "ready"
+	PhaseRemoving     = "removing"
+
+	DesiredRunning = "running"
+	DesiredStopped = "stopped"
+)
+
+// actionTimeout bounds one backend action. Actions run detached from the
+// caller's context: a client that hangs up must not leave an instance half
+// made.
+const actionTimeout = 2 * time.Minute
+
+// View is an instance as every client sees it: intent and observed state.
+type View struct {
+	ID        string            `json:"id"`
+	OwnerID   *uint             `json:"owner_id,omitempty"`
+	CMS       string            `json:"cms"`
+	PHP       string            `json:"php"`
+	User      string            `json:"user"`
+	Socket    string            `json:"socket"`
+	Desired   string            `json:"desired_state"`
+	Phase     string            `json:"phase"`
+	LastError string            `json:"last_error,omitempty"`
+	Spec      procmgr.SpecInput `json:"spec"`
+	Status    procmgr.Status    `json:"status"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+type entry struct {
+	row    store.Instance
+	spec   procmgr.Spec
+	status procmgr.Status
+	busy   int // actions in flight; the reconciler leaves busy instances alone
+	// configStale: the spec changed while the instance was stopped; its
+	// config is written at its next start.
+	configStale bool
+}
+
+// Options configure a Service.
+type Options struct {
+	Layout procmgr.Layout
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Service carries out every action on instances, for every client.
+type Service struct {
+	store   Store
+	backend Backend
+	layout  procmgr.Layout
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu      sync.RWMutex
+	entries map[procmgr.InstanceID]*entry
+
+	views     procmgr.Fanout[View]
+	reconcile chan procmgr.InstanceID
+	started   chan struct{}
+}
+
+// New makes a Service. Call Run to load state and start reconciling.
+func New(st Store, b Backend, opt Options) *Service {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{
+		store:     st,
+		backend:   b,
+		layout:    opt.Layout,
+		log:       log,
+		now:       now,
+		entries:   map[procmgr.InstanceID]*entry{},
+		reconcile: make(chan procmgr.InstanceID, 4096),
+		started:   make(chan struct{}),
+	}
+}
+
+// BackendName says which backend runs the instances.
+func (s *Service) BackendName() string { return s.backend.Name() }
+
+// Started is closed once Run has loaded the stored and observed state.
+func (s *Service) Started() <-chan struct{} { return s.started }
+
+func (s *Service) viewLocked(e *entry) View {
+	id := procmgr.InstanceID(e.row.ID)
+	return View{
+		ID:        e.row.ID,
+		OwnerID:   e.row.OwnerID,
+		CMS:       e.row.CMS,
+		PHP:       e.row.PHPVersion,
+		User:      id.UserName(),
+		Socket:    s.layout.SocketPath(id),
+		Desired:   e.row.DesiredState,
+		Phase:     e.row.Phase,
+		LastError: e.row.LastError,
+		Spec:      e.spec.Input(),
+		Status:    e.status,
+		CreatedAt: e.row.CreatedAt,
+	}
+}
+
+func (s *Service) publish(id procmgr.InstanceID) {
+	s.mu.RLock()
+	e, ok := s.entries[id]
+	var v View
+	if ok {
+		v = s.viewLocked(e)
+	}
+	s.mu.RUnlock()
+	if !ok {
+		v = View{ID: string(id), Phase: "removed", Status: procmgr.Status{ID: id, State: procmgr.StateAbsent}}
+	}
+	s.views.Publish(v)
+}
+
+// Subscribe streams the view of every instance that changes, until ctx ends.
+// Callers filter by what their principal may see (CanSee).
+func (s *Service) Subscribe(ctx context.Context) <-chan View { return s.views.Subscribe(ctx) }
+
+// CanSee reports whether p may see v.
+func CanSee(p auth.Principal, v View) bool {
+	switch p.Role {
+	case auth.RoleAdmin, auth.RoleSupport:
+		return true
+	case auth.RoleCustomer:
+		return v.OwnerID != nil && *v.OwnerID == p.UserID
+	}
+	return false
+}
+
+// access is what an action needs of the caller.
+type access int
+
+const (
+	accessRead   access = iota // admin, support, owner
+	accessPower                // admin, owner: start, stop, restart, reload
+	accessManage               // admin only: create, set, kill, remove
+)
+
+func (a access) allowed(p auth.Principal, ownerID *uint) bool {
+	switch p.Role {
+	case auth.RoleAdmin:
+		return true
+	case auth.RoleSupport:
+		return a == accessRead
+	case auth.RoleCustomer:
+		return a <= accessPower && ownerID != nil && *ownerID == p.UserID
+	}
+	return false
+}
+
+// lookup finds an instance the principal may act on. A customer asking for
+// someone else's instance is told it does not exist.
+func (s *Service) lookup(p auth.Principal, rawID string, a access) (procmgr.InstanceID, error) {
+	id, err := procmgr.ParseInstanceID(rawID)
+	if err != nil {
+		return "", err
+	}
+	s.mu.RLock()
+	e, ok := s.entries[id]
+	var owner *uint
+	if ok {
+		owner = e.row.OwnerID
+	}
+	s.mu.RUnlock()
+	if !ok || !accessRead.allowed(p, owner) {
+		return "", fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	if !a.allowed(p, owner) {
+		return "", fmt.Errorf("instance %s: role %s may not do this: %w", id, p.Role, ErrForbidden)
+	}
+	return id, nil
+}
+
+// Get returns one instance.
+func (s *Service) Get(ctx context.Context, p auth.Principal, rawID string) (View, error) {
+	id, err := s.lookup(p, rawID, accessRead)
+	if err != nil {
+		return View{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.entries[id]
+	if !ok {
+		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	return s.viewLocked(e), nil
+}
+
+// List returns the instances p may see, sorted by id.
+func (s *Service) List(ctx context.Context, p auth.Principal) []View {
+	s.mu.RLock()
+	out := make([]View, 0, len(s.entries))
+	for _, e := range s.entries {
+		if accessRead.allowed(p, e.row.OwnerID) {
+			out = append(out, s.viewLocked(e))
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// audit records an action. A failure to record is logged, not returned:
+// the action itself already happened.
+func (s *Service) audit(p auth.Principal, action string, id procmgr.InstanceID, err error, detail string) {
+	ev := &store.AuditEvent{At: s.now(), Actor: p.Name, Action: action, InstanceID: string(id), Result: "ok", Detail: detail}
+	if p.UserID != 0 {
+		uid := p.UserID
+		ev.ActorID = &uid
+	}
+	if err != nil {
+		ev.Result = "error"
+		ev.Detail = err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if aerr := s.store.AddAudit(ctx, ev); aerr != nil {
+		s.log.Error("audit record lost", "instance", string(id), "action", action, "err", aerr)
+	}
+	lvl := slog.LevelInfo
+	if err != nil {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), lvl, "action", "instance", string(id), "action", action, "actor", p.Name, "err", err)
+}
+
+// Audit returns recent audit events of one instance ("" = all), newest first.
+func (s *Service) Audit(ctx context.Context, p auth.Principal, rawID string, limit int) ([]store.AuditEvent, error) {
+	if rawID != "" {
+		if _, err := s.lookup(p, rawID, accessRead); err != nil {
+			return nil, err
+		}
+	} else if p.Role != auth.RoleAdmin && p.Role != auth.RoleSupport {
+		return nil, fmt.Errorf("audit log: %w", ErrForbidden)
+	}
+	return s.store.ListAudit(ctx, rawID, limit)
+}
+
+// begin marks an instance busy for the reconciler; end undoes it.
+func (s *Service) begin(id procmgr.InstanceID) {
+	s.mu.Lock()
+	if e, ok := s.entries[id]; ok {
+		e.busy++
+	}
+	s.mu.Unlock()
+}
+
+func (s *Service) end(id procmgr.InstanceID) {
+	s.mu.Lock()
+	if e, ok := s.entries[id]; ok {
+		e.busy--
+	}
+	s.mu.Unlock()
+}
+
+// detached gives a backend action its own deadline, independent of the
+// caller's context.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), actionTimeout)
+}
+
+// setStatus stores an observed status and publishes the view.
+func (s *Service) setStatus(st procmgr.Status) {
+	s.mu.Lock()
+	e, ok := s.entries[st.ID]
+	if ok {
+		e.status = st
+	}
+	s.mu.Unlock()
+	if ok {
+		s.publish(st.ID)
+	}
+}
+
+// saveRow writes an entry's row after f changed it, under the entry lock.
+func (s *Service) saveRow(ctx context.Context, id procmgr.InstanceID, f func(*store.Instance)) error {
+	s.mu.Lock()
+	e, ok := s.entries[id]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	row := e.row
+	f(&row)
+	row.Generation++
+	s.mu.Unlock()
+	if err := s.store.UpdateInstance(ctx, &row); err != nil {
+		return fmt.Errorf("instances: record intent for %s: %w", id, err)
+	}
+	s.mu.Lock()
+	if e, ok := s.entries[id]; ok {
+		e.row = row
+	}
+	s.mu.Unlock()
+	s.publish(id)
+	return nil
+}

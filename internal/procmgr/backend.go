@@ -1,0 +1,146 @@
+package procmgr
+
+import (
+	"context"
+	"time"
+)
+
+// State is an instance's observed state.
+type State string
+
+// The observed states every backend reports.
+const (
+	StateAbsent       State = "absent" // not provisioned on this host
+	StateProvisioning State = "provisioning"
+	StateStarting     State = "starting"
+	StateRunning      State = "running"
+	StateReloading    State = "reloading"
+	StateStopping     State = "stopping"
+	StateStopped      State = "stopped"
+	StateFailed       State = "failed"
+	StateCrashLooping State = "crash-looping" // restarting after crashes
+)
+
+// Status is what really runs for one instance.
+type Status struct {
+	ID          InstanceID `json:"id"`
+	State       State      `json:"state"`
+	ActiveState string     `json:"active_state,omitempty"` // the backend's own words (systemd ActiveState)
+	SubState    string     `json:"sub_state,omitempty"`
+	MainPID     int        `json:"pid"`
+	Restarts    int        `json:"restarts"`
+	// LastExit describes how the master last ended, if it has.
+	LastExit *ExitInfo `json:"last_exit,omitempty"`
+	// MemoryBytes is the cgroup's current memory use; 0 when unknown.
+	MemoryBytes uint64 `json:"memory_bytes"`
+	// CPUUsage is the cgroup's CPU time since start.
+	CPUUsage time.Duration `json:"cpu_usage_ns"`
+	// Tasks is the number of tasks in the cgroup.
+	Tasks   uint64    `json:"tasks"`
+	Since   time.Time `json:"since,omitempty"` // when the current state was entered
+	Limits  Limits    `json:"limits"`
+	Backend string    `json:"backend"`
+	// Notes says what the backend could not do or enforce on this host.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// ExitInfo says how a master ended.
+type ExitInfo struct {
+	// Result is the backend's summary: success, exit-code, signal, core-dump,
+	// oom-kill, timeout, start-limit-hit, ...
+	Result string `json:"result"`
+	Code   int    `json:"code,omitempty"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// Event is a change of an instance's observed state. Status is the whole new
+// status, so a subscriber needs no second call.
+type Event struct {
+	Status Status    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+// LogLine is one line of an instance's FPM and PHP error output.
+type LogLine struct {
+	At   time.Time `json:"at"`
+	Text string    `json:"text"`
+}
+
+// MaxLogLineLen bounds a log line; longer lines are cut and marked.
+const MaxLogLineLen = 4096
+
+// Backend runs instances on one host. Every method takes the context first
+// and honours its cancellation. Actions on one instance are serialised by the
+// backend; Kill is never queued behind them.
+type Backend interface {
+	// Name is "systemd" or "supervise".
+	Name() string
+
+	// Provision makes the instance exist as spec says and leaves it running:
+	// user and group, directory tree, config, service; it returns once the
+	// pool answers a FastCGI ping. Provisioning an instance that already
+	// matches spec is a no-op; a changed spec rewrites the config and reloads
+	// the pool gracefully. A failure part-way removes what this call made.
+	Provision(ctx context.Context, spec Spec) (Status, error)
+
+	// Deprovision stops the service and removes it, its config, runtime
+	// directory, user and group. The instance's files are kept unless purge.
+	// Deprovisioning an absent instance is not an error.
+	Deprovision(ctx context.Context, id InstanceID, purge bool) error
+
+	// Start starts the service and waits until the pool answers a ping.
+	// Starting a running instance is not an error.
+	Start(ctx context.Context, id InstanceID) (Status, error)
+
+	// StartMany starts several instances at once (one batch of jobs), which
+	// is much faster than one at a time. The error lists those that failed.
+	StartMany(ctx context.Context, ids []InstanceID) error
+
+	// Stop stops the service and waits until it is stopped. Stopping a
+	// stopped instance is not an error.
+	Stop(ctx context.Context, id InstanceID) (Status, error)
+
+	// Restart is stop then start; a stopped instance is started.
+	Restart(ctx context.Context, id InstanceID) (Status, error)
+
+	// Reload asks the master to reload its config gracefully (USR2). An
+	// instance that is not running returns an error wrapping ErrConflict.
+	Reload(ctx context.Context, id InstanceID) (Status, error)
+
+	// Kill sends sig to the master process only. It does not wait for the
+	// instance's lock. Killing an instance with no running master returns an
+	// error wrapping ErrConflict.
+	Kill(ctx context.Context, id InstanceID, sig Signal) error
+
+	// SetLimits applies limits to the running (or stopped) service without a
+	// restart, reads them back, and fails if they differ from what was asked.
+	SetLimits(ctx context.Context, id InstanceID, lim Limits) (Status, error)
+
+	// Status reports the instance. An absent instance returns ErrNotFound.
+	Status(ctx context.Context, id InstanceID) (Status, error)
+
+	// List reports every instance this backend knows on the host.
+	List(ctx context.Context) ([]Status, error)
+
+	// Health probes the pool over its socket.
+	Health(ctx context.Context, id InstanceID) (Health, error)
+
+	// Logs returns up to n of the last log lines, oldest first.
+	Logs(ctx context.Context, id InstanceID, n int) ([]LogLine, error)
+
+	// FollowLogs streams the last n lines and then new ones until ctx ends;
+	// the channel is closed then. A reader that falls behind loses lines
+	// rather than blocking the backend.
+	FollowLogs(ctx context.Context, id InstanceID, n int) (<-chan LogLine, error)
+
+	// Subscribe returns a channel of events for every instance, buffered; a
+	// subscriber that falls behind loses the oldest events. The channel is
+	// closed when ctx ends or the backend is closed.
+	Subscribe(ctx context.Context) <-chan Event
+
+	// InstalledPHP lists the PHP versions whose php-fpm is installed.
+	InstalledPHP() []PHPVersion
+
+	// Close releases the backend's connections. Instances keep running.
+	Close() error
+}

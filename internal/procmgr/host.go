@@ -1,0 +1,377 @@
+package procmgr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Host performs the operating-system work that every backend shares: Unix
+// users and groups, the instance's directory tree and its config files. It
+// runs fixed argv commands only, never a shell, and never follows a symlink
+// inside a directory a tenant can write.
+type Host struct {
+	Layout Layout
+	// userMu serialises useradd/userdel/gpasswd, which lock /etc/passwd and
+	// fail rather than wait when another holds the lock.
+	userMu sync.Mutex
+}
+
+// NewHost checks the layout and makes its root directories.
+func NewHost(l Layout) (*Host, error) {
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("procmgr: layout: %w", err)
+	}
+	for _, d := range []string{l.InstancesRoot, filepath.Join(l.ConfigRoot, "instances")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("procmgr: %w", err)
+		}
+	}
+	return &Host{Layout: l}, nil
+}
+
+// userComment marks a Unix user as made by the panel for one instance, so the
+// panel never adopts or deletes a user it did not create.
+func userComment(id InstanceID) string { return "Ikabud instance " + string(id) }
+
+// InstanceUser is the resolved Unix identity of an instance.
+type InstanceUser struct {
+	Name string
+	UID  int
+	GID  int
+}
+
+// LookupUser finds the instance's user. It returns ErrNotFound if there is
+// none and ErrConflict if a user of that name exists but is not the panel's.
+func (h *Host) LookupUser(id InstanceID) (InstanceUser, error) {
+	u, err := user.Lookup(id.UserName())
+	if err != nil {
+		var unknown user.UnknownUserError
+		if errors.As(err, &unknown) {
+			return InstanceUser{}, fmt.Errorf("procmgr: user %s: %w", id.UserName(), ErrNotFound)
+		}
+		return InstanceUser{}, fmt.Errorf("procmgr: look up user %s: %w", id.UserName(), err)
+	}
+	if u.Name != userComment(id) {
+		return InstanceUser{}, fmt.Errorf("procmgr: user %s exists but was not made by the panel (comment %q): %w", u.Username, u.Name, ErrConflict)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return InstanceUser{Name: u.Username, UID: uid, GID: gid}, nil
+}
+
+// EnsureUser creates the instance's system user and group if missing. It
+// reports whether it created them, so a failed provision can undo exactly
+// what it made.
+func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, bool, error) {
+	h.userMu.Lock()
+	defer h.userMu.Unlock()
+	u, err := h.LookupUser(id)
+	if err == nil {
+		return u, false, h.addWebUser(ctx, id)
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return InstanceUser{}, false, err
+	}
+	if _, gerr := user.LookupGroup(id.UserName()); gerr == nil {
+		return InstanceUser{}, false, fmt.Errorf("procmgr: group %s exists without its user: %w", id.UserName(), ErrConflict)
+	}
+	if err := run(ctx, "useradd", "--system", "--user-group", "--no-create-home",
+		"--home-dir", h.Layout.InstanceDir(id), "--shell", "/usr/sbin/nologin",
+		"--comment", userComment(id), id.UserName()); err != nil {
+		return InstanceUser{}, false, err
+	}
+	u, err = h.LookupUser(id)
+	if err != nil {
+		return InstanceUser{}, true, err
+	}
+	return u, true, h.addWebUser(ctx, id)
+}
+
+func (h *Host) addWebUser(ctx context.Context, id InstanceID) error {
+	if h.Layout.WebUser == "" {
+		return nil
+	}
+	if _, err := user.Lookup(h.Layout.WebUser); err != nil {
+		// No web server installed yet: nothing to add.
+		return nil
+	}
+	g, err := user.LookupGroup(id.UserName())
+	if err != nil {
+		return fmt.Errorf("procmgr: group %s: %w", id.UserName(), err)
+	}
+	if members, err := groupMembers(g.Name); err == nil && members[h.Layout.WebUser] {
+		return nil
+	}
+	return run(ctx, "gpasswd", "--add", h.Layout.WebUser, id.UserName())
+}
+
+// groupMembers reads the supplementary members of a group from /etc/group.
+func groupMembers(name string) (map[string]bool, error) {
+	data, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 4 && f[0] == name {
+			m := map[string]bool{}
+			for _, u := range strings.Split(f[3], ",") {
+				if u != "" {
+					m[u] = true
+				}
+			}
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("procmgr: group %s not found", name)
+}
+
+// RemoveUser deletes the instance's user and group if they are the panel's.
+// A missing user is not an error.
+func (h *Host) RemoveUser(ctx context.Context, id InstanceID) error {
+	h.userMu.Lock()
+	defer h.userMu.Unlock()
+	if _, err := h.LookupUser(id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if err := run(ctx, "userdel", id.UserName()); err != nil {
+		return err
+	}
+	// userdel removes the user's private group when USERGROUPS_ENAB is set;
+	// make sure of it either way.
+	if _, err := user.LookupGroup(id.UserName()); err == nil {
+		return run(ctx, "groupdel", id.UserName())
+	}
+	return nil
+}
+
+// run executes a fixed argv and returns its output in the error.
+func run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("procmgr: %s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// EnsureTree makes the instance's directory tree owned by its user, without
+// following any symlink a tenant may have planted in it. It reports whether it
+// created the instance directory.
+func (h *Host) EnsureTree(u InstanceUser, id InstanceID) (bool, error) {
+	root, err := unix.Open(h.Layout.InstancesRoot, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return false, fmt.Errorf("procmgr: open %s: %w", h.Layout.InstancesRoot, err)
+	}
+	defer unix.Close(root)
+	created, dir, err := ensureDirAt(root, string(id), u.UID, u.GID, 0o750)
+	if err != nil {
+		return false, fmt.Errorf("procmgr: instance dir of %s: %w", id, err)
+	}
+	defer unix.Close(dir)
+	for _, sub := range []struct {
+		name string
+		mode uint32
+	}{{"public", 0o750}, {"tmp", 0o700}, {"sessions", 0o700}} {
+		_, fd, err := ensureDirAt(dir, sub.name, u.UID, u.GID, sub.mode)
+		if err != nil {
+			return created, fmt.Errorf("procmgr: %s/%s: %w", h.Layout.InstanceDir(id), sub.name, err)
+		}
+		unix.Close(fd)
+	}
+	return created, nil
+}
+
+// ensureDirAt makes name inside the directory dirfd, refusing symlinks, and
+// sets owner and mode through the opened descriptor, never through a path.
+func ensureDirAt(dirfd int, name string, uid, gid int, mode uint32) (bool, int, error) {
+	created := true
+	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
+		if !errors.Is(err, unix.EEXIST) {
+			return false, -1, err
+		}
+		created = false
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return false, -1, fmt.Errorf("%s is not a directory (a symlink or file was put in its place): %w", name, ErrConflict)
+		}
+		return false, -1, err
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		unix.Close(fd)
+		return created, -1, err
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		unix.Close(fd)
+		return created, -1, err
+	}
+	return created, fd, nil
+}
+
+// RemoveTree deletes the instance's files. os.RemoveAll removes symlinks
+// themselves and never follows them.
+func (h *Host) RemoveTree(id InstanceID) error {
+	if err := os.RemoveAll(h.Layout.InstanceDir(id)); err != nil {
+		return fmt.Errorf("procmgr: remove %s: %w", h.Layout.InstanceDir(id), err)
+	}
+	return nil
+}
+
+// WriteConfig writes the instance's php-fpm config and the link to its php-fpm
+// binary in the root-owned config directory, readable by the instance's group.
+// It reports whether anything changed.
+func (h *Host) WriteConfig(u InstanceUser, spec Spec) (bool, error) {
+	dir := h.Layout.ConfigDir(spec.ID)
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		return false, fmt.Errorf("procmgr: %w", err)
+	}
+	if err := os.Lchown(dir, 0, u.GID); err != nil {
+		return false, fmt.Errorf("procmgr: %w", err)
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		return false, fmt.Errorf("procmgr: %w", err)
+	}
+	changed, err := WriteFileAtomic(h.Layout.FPMConfigPath(spec.ID), RenderFPMConfig(h.Layout, spec), 0, u.GID, 0o640)
+	if err != nil {
+		return false, err
+	}
+	linkChanged, err := symlinkAtomic(spec.PHP.FPMBinary(), h.Layout.FPMBinaryLink(spec.ID))
+	return changed || linkChanged, err
+}
+
+// ConfigExists reports whether the instance has a php-fpm config: the mark of
+// a provisioned instance on this host.
+func (h *Host) ConfigExists(id InstanceID) bool {
+	_, err := os.Lstat(h.Layout.FPMConfigPath(id))
+	return err == nil
+}
+
+// RemoveConfig deletes the instance's config directory.
+func (h *Host) RemoveConfig(id InstanceID) error {
+	if err := os.RemoveAll(h.Layout.ConfigDir(id)); err != nil {
+		return fmt.Errorf("procmgr: %w", err)
+	}
+	return nil
+}
+
+// ListConfigured returns the ids of all instances with a config on this host.
+func (h *Host) ListConfigured() ([]InstanceID, error) {
+	entries, err := os.ReadDir(filepath.Join(h.Layout.ConfigRoot, "instances"))
+	if err != nil {
+		return nil, fmt.Errorf("procmgr: %w", err)
+	}
+	var ids []InstanceID
+	for _, e := range entries {
+		id, err := ParseInstanceID(e.Name())
+		if err == nil && h.ConfigExists(id) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// WriteFileAtomic replaces path with data so that readers see the old file
+// or the new one, never a mix: temp file in the same directory, fsync,
+// rename, fsync of the directory. Unchanged content is not rewritten; the
+// result says whether the file changed.
+func WriteFileAtomic(path string, data []byte, uid, gid int, mode os.FileMode) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if st, err := os.Lstat(path); err == nil && st.Mode().Perm() == mode && st.Mode().IsRegular() {
+			return false, nil
+		}
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	ok = true
+	return true, syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("procmgr: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("procmgr: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func symlinkAtomic(target, path string) (bool, error) {
+	if cur, err := os.Readlink(path); err == nil && cur == target {
+		return false, nil
+	}
+	tmp := path + ".tmp-link"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return false, fmt.Errorf("procmgr: link %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("procmgr: link %s: %w", path, err)
+	}
+	return true, syncDir(filepath.Dir(path))
+}
+
+// InstalledPHP lists the PHP versions with a php-fpm binary on this host.
+func InstalledPHP() []PHPVersion {
+	matches, _ := filepath.Glob("/usr/sbin/php-fpm[0-9].[0-9]")
+	var out []PHPVersion
+	for _, m := range matches {
+		v := PHPVersion(strings.TrimPrefix(m, "/usr/sbin/php-fpm"))
+		if phpVersionRe.MatchString(string(v)) {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

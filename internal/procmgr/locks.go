@@ -1,0 +1,51 @@
+package procmgr
+
+import (
+	"context"
+	"sync"
+)
+
+// Locks serialises actions per instance: one power or provisioning action at
+// a time for each id, while actions on other instances go on in parallel.
+// Kill never takes it.
+type Locks struct {
+	mu    sync.Mutex
+	locks map[InstanceID]*idLock
+}
+
+type idLock struct {
+	ch   chan struct{} // capacity 1: holding the token is holding the lock
+	refs int
+}
+
+// Lock waits for id's lock or for ctx to end; the returned func releases it.
+func (l *Locks) Lock(ctx context.Context, id InstanceID) (func(), error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[InstanceID]*idLock{}
+	}
+	lk := l.locks[id]
+	if lk == nil {
+		lk = &idLock{ch: make(chan struct{}, 1)}
+		l.locks[id] = lk
+	}
+	lk.refs++
+	l.mu.Unlock()
+
+	select {
+	case lk.ch <- struct{}{}:
+		return func() { <-lk.ch; l.release(id, lk) }, nil
+	case <-ctx.Done():
+		l.release(id, lk)
+		return nil, ctx.Err()
+	}
+}
+
+func (l *Locks) release(id InstanceID, lk *idLock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lk.refs--
+	if lk.refs == 0 {
+		delete(l.locks, id)
+	}
+}

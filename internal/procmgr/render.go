@@ -1,0 +1,188 @@
+package procmgr
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// FPMDirective is one "key = value" line of a php-fpm config, in order.
+type FPMDirective struct {
+	Section string
+	Key     string
+	Value   string
+}
+
+// FPMDirectives is the php-fpm master config of an instance as data: the
+// renderer writes exactly these lines, and the fuzz tests parse the rendered
+// file back and compare it with this list.
+func FPMDirectives(l Layout, s Spec) []FPMDirective {
+	id := s.ID
+	var d []FPMDirective
+	g := func(k, v string) { d = append(d, FPMDirective{"global", k, v}) }
+	p := func(k, v string) { d = append(d, FPMDirective{string(id), k, v}) }
+
+	g("pid", l.PIDPath(id))
+	// Under systemd stderr is a journald stream that php-fpm cannot reopen
+	// (ENXIO), so errors go to syslog, which lands in the unit's journal.
+	g("error_log", "syslog")
+	g("syslog.ident", id.UserName())
+	g("syslog.facility", "daemon")
+	g("log_level", "notice")
+	g("log_limit", "4096")
+	g("daemonize", "no")
+	// php-fpm would otherwise send a status line to systemd every 10 s.
+	g("systemd_interval", "0")
+
+	p("listen", l.SocketPath(id))
+	p("listen.mode", "0660")
+	p("listen.backlog", "511")
+	p("pm", string(s.Pool.PM))
+	p("pm.max_children", strconv.Itoa(s.Pool.MaxChildren))
+	switch s.Pool.PM {
+	case PMDynamic:
+		p("pm.start_servers", strconv.Itoa(s.Pool.StartServers))
+		p("pm.min_spare_servers", strconv.Itoa(s.Pool.MinSpareServers))
+		p("pm.max_spare_servers", strconv.Itoa(s.Pool.MaxSpareServers))
+	case PMOndemand:
+		p("pm.process_idle_timeout", "10s")
+	}
+	p("pm.max_requests", strconv.Itoa(s.Pool.MaxRequests))
+	p("pm.status_path", "/status")
+	p("ping.path", "/ping")
+	p("ping.response", "pong")
+	p("catch_workers_output", "yes")
+	p("decorate_workers_output", "no")
+	p("clear_env", "yes")
+	p("security.limit_extensions", ".php")
+	p("chdir", l.PublicDir(id))
+	p("env[TMPDIR]", l.TmpDir(id))
+	for _, e := range s.Env {
+		p("env["+e.Key+"]", `"`+e.Value+`"`)
+	}
+	inst := l.InstanceDir(id)
+	p("php_admin_value[open_basedir]", inst+"/")
+	p("php_admin_value[sys_temp_dir]", l.TmpDir(id))
+	p("php_admin_value[upload_tmp_dir]", l.TmpDir(id))
+	p("php_admin_value[session.save_path]", l.SessionsDir(id))
+	p("php_admin_value[memory_limit]", s.Pool.MemoryLimit.String())
+	p("php_admin_value[max_execution_time]", strconv.Itoa(s.Pool.MaxExecutionTime))
+	p("php_admin_value[upload_max_filesize]", s.Pool.UploadMax.String())
+	p("php_admin_value[post_max_size]", s.Pool.UploadMax.String())
+	p("php_admin_flag[log_errors]", "on")
+	p("php_admin_flag[display_errors]", "off")
+	p("php_admin_flag[expose_php]", "off")
+	return d
+}
+
+// RenderFPMConfig writes an instance's whole php-fpm master config: one
+// [global] section and one pool named after the instance.
+func RenderFPMConfig(l Layout, s Spec) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "; php-fpm master config of instance %s, written by Ikabud Panel.\n", s.ID)
+	b.WriteString("; Do not edit: the panel rewrites it from its database.\n")
+	section := ""
+	for _, d := range FPMDirectives(l, s) {
+		if d.Section != section {
+			if section != "" {
+				b.WriteString("\n")
+			}
+			fmt.Fprintf(&b, "[%s]\n", d.Section)
+			section = d.Section
+		}
+		fmt.Fprintf(&b, "%s = %s\n", d.Key, d.Value)
+	}
+	return b.Bytes()
+}
+
+// UnitTemplateOptions is the template unit every instance runs under. The
+// per-instance parts come from the instance name (%i): user, config path,
+// runtime and writable directories. Limits here are defaults; each instance's
+// own are applied with SetUnitProperties, which needs no daemon-reload.
+func UnitTemplateOptions(l Layout) []*unit.UnitOption {
+	o := unit.NewUnitOption
+	cfg := l.ConfigRoot + "/instances/%i"
+	return []*unit.UnitOption{
+		o("Unit", "Description", "Ikabud instance %i (PHP-FPM)"),
+		o("Unit", "After", "network.target"),
+		// Five crashes in ten seconds leave the unit failed rather than
+		// restarting forever.
+		o("Unit", "StartLimitIntervalSec", "10s"),
+		o("Unit", "StartLimitBurst", "5"),
+
+		o("Service", "Type", "notify"),
+		o("Service", "User", UserPrefix+"%i"),
+		o("Service", "Group", UserPrefix+"%i"),
+		o("Service", "ExecStart", cfg+"/php-fpm --nodaemonize --fpm-config "+cfg+"/php-fpm.conf"),
+		o("Service", "ExecReload", "/bin/kill -USR2 $MAINPID"),
+		o("Service", "RuntimeDirectory", l.RuntimeRoot[len("/run/"):]+"/%i"),
+		o("Service", "RuntimeDirectoryMode", "0750"),
+		o("Service", "Restart", "on-failure"),
+		o("Service", "RestartSec", "100ms"),
+		o("Service", "TimeoutStartSec", "30s"),
+		o("Service", "TimeoutStopSec", "30s"),
+		o("Service", "KillMode", "mixed"),
+		o("Service", "UMask", "0027"),
+
+		o("Service", "MemoryAccounting", "yes"),
+		o("Service", "CPUAccounting", "yes"),
+		o("Service", "TasksAccounting", "yes"),
+		o("Service", "MemoryMax", Defaults.MemoryMax),
+		o("Service", "CPUQuota", Defaults.CPUQuota),
+		o("Service", "TasksMax", Defaults.TasksMax),
+
+		o("Service", "NoNewPrivileges", "yes"),
+		o("Service", "CapabilityBoundingSet", ""),
+		o("Service", "AmbientCapabilities", ""),
+		o("Service", "ProtectSystem", "strict"),
+		o("Service", "ProtectHome", "yes"),
+		o("Service", "PrivateTmp", "yes"),
+		o("Service", "PrivateDevices", "yes"),
+		o("Service", "ProtectProc", "invisible"),
+		o("Service", "ProtectKernelTunables", "yes"),
+		o("Service", "ProtectKernelModules", "yes"),
+		o("Service", "ProtectKernelLogs", "yes"),
+		o("Service", "ProtectControlGroups", "yes"),
+		o("Service", "ProtectClock", "yes"),
+		o("Service", "ProtectHostname", "yes"),
+		o("Service", "RestrictSUIDSGID", "yes"),
+		o("Service", "RestrictRealtime", "yes"),
+		o("Service", "RestrictNamespaces", "yes"),
+		o("Service", "LockPersonality", "yes"),
+		o("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+		o("Service", "ReadWritePaths", l.InstancesRoot+"/%i"),
+	}
+}
+
+// RenderUnitTemplate serialises the template unit.
+func RenderUnitTemplate(l Layout) []byte {
+	b, err := io.ReadAll(unit.Serialize(UnitTemplateOptions(l)))
+	if err != nil {
+		// Serialize reads from memory; it cannot fail.
+		panic(err)
+	}
+	return b
+}
+
+// LimitOptions are an instance's own limits as unit options, the same values
+// the systemd backend applies with SetUnitProperties.
+func LimitOptions(lim Limits) []*unit.UnitOption {
+	o := unit.NewUnitOption
+	return []*unit.UnitOption{
+		o("Service", "MemoryMax", strconv.FormatUint(uint64(lim.MemoryMax), 10)),
+		o("Service", "CPUQuota", lim.CPUQuota.String()),
+		o("Service", "TasksMax", strconv.Itoa(lim.TasksMax)),
+	}
+}
+
+// RenderLimits serialises an instance's limits as a drop-in.
+func RenderLimits(lim Limits) []byte {
+	b, err := io.ReadAll(unit.Serialize(LimitOptions(lim)))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

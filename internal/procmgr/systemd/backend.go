@@ -1,0 +1,646 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/ikabud/panel/internal/procmgr"
+)
+
+// Backend runs instances as ikabud@<id>.service units.
+type Backend struct {
+	host  *procmgr.Host
+	log   *slog.Logger
+	conn  conn
+	locks procmgr.Locks
+	fan   procmgr.Fanout[procmgr.Event]
+
+	// updates receives PropertiesChanged of units from go-systemd's signal
+	// goroutine; it must never block, so it is large and drained at once.
+	updates chan *sd.PropertiesUpdate
+	errs    chan error
+
+	mu    sync.Mutex
+	last  map[procmgr.InstanceID]procmgr.Status   // last status published per instance
+	exits map[procmgr.InstanceID]procmgr.ExitInfo // last exit seen per instance
+
+	refreshMu sync.Mutex
+	dirty     map[procmgr.InstanceID]bool
+	kick      chan struct{}
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// Options configure a Backend.
+type Options struct {
+	Layout procmgr.Layout
+	Log    *slog.Logger
+}
+
+// New connects to systemd, installs the template unit (reloading systemd
+// only if the template changed) and starts listening for unit signals.
+func New(ctx context.Context, opt Options) (*Backend, error) {
+	host, err := procmgr.NewHost(opt.Layout)
+	if err != nil {
+		return nil, err
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Backend{
+		host:    host,
+		log:     log.With("backend", "systemd"),
+		updates: make(chan *sd.PropertiesUpdate, 8192),
+		errs:    make(chan error, 16),
+		last:    map[procmgr.InstanceID]procmgr.Status{},
+		exits:   map[procmgr.InstanceID]procmgr.ExitInfo{},
+		dirty:   map[procmgr.InstanceID]bool{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	b.conn.dialFunc = dial
+	b.conn.onNew = func(c *sd.Conn) error {
+		c.SetPropertiesSubscriber(b.updates, b.errs)
+		return c.Subscribe()
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.installTemplate(ctx, c); err != nil {
+		b.conn.close()
+		return nil, err
+	}
+	b.done.Add(2)
+	go b.watch()
+	go b.refresher()
+	return b, nil
+}
+
+// Name implements procmgr.Backend.
+func (b *Backend) Name() string { return "systemd" }
+
+// InstalledPHP implements procmgr.Backend.
+func (b *Backend) InstalledPHP() []procmgr.PHPVersion { return procmgr.InstalledPHP() }
+
+// Close implements procmgr.Backend. Instances keep running.
+func (b *Backend) Close() error {
+	select {
+	case <-b.stop:
+		return nil
+	default:
+	}
+	close(b.stop)
+	b.conn.close()
+	b.done.Wait()
+	b.fan.Close()
+	return nil
+}
+
+func (b *Backend) installTemplate(ctx context.Context, c *sd.Conn) error {
+	path := b.host.Layout.UnitDir + "/" + b.host.Layout.UnitTemplateName()
+	changed, err := procmgr.WriteFileAtomic(path, procmgr.RenderUnitTemplate(b.host.Layout), 0, 0, 0o644)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		return nil
+	}
+	b.log.Info("template unit changed; reloading systemd", "path", path)
+	if err := c.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("systemd: daemon-reload: %w", err)
+	}
+	return nil
+}
+
+func (b *Backend) logFor(id procmgr.InstanceID, action string) *slog.Logger {
+	return b.log.With("instance", string(id), "action", action)
+}
+
+// Provision implements procmgr.Backend.
+func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.Status, err error) {
+	unlock, err := b.locks.Lock(ctx, spec.ID)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	defer unlock()
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	id, unit := spec.ID, b.host.Layout.UnitName(spec.ID)
+	log := b.logFor(id, "provision")
+
+	// Undo, in reverse, what this attempt made, if it fails.
+	var undo []func(context.Context)
+	defer func() {
+		if err == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i](cctx)
+		}
+	}()
+
+	u, createdUser, err := b.host.EnsureUser(ctx, id)
+	if createdUser {
+		undo = append(undo, func(ctx context.Context) {
+			if err := b.host.RemoveUser(ctx, id); err != nil {
+				log.Error("rollback: remove user", "err", err)
+			}
+		})
+	}
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	createdTree, err := b.host.EnsureTree(u, id)
+	if createdTree {
+		undo = append(undo, func(context.Context) {
+			if err := b.host.RemoveTree(id); err != nil {
+				log.Error("rollback: remove tree", "err", err)
+			}
+		})
+	}
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	hadConfig := b.host.ConfigExists(id)
+	changed, err := b.host.WriteConfig(u, spec)
+	if !hadConfig {
+		undo = append(undo, func(ctx context.Context) {
+			b.removeUnitState(ctx, id)
+			if err := b.host.RemoveConfig(id); err != nil {
+				log.Error("rollback: remove config", "err", err)
+			}
+		})
+	}
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	if err := b.applyLimits(ctx, c, id, spec.Limits); err != nil {
+		return procmgr.Status{}, err
+	}
+	props, err := c.GetUnitPropertiesContext(ctx, unit)
+	if err != nil {
+		return procmgr.Status{}, fmt.Errorf("systemd: %s: %w", unit, err)
+	}
+	active, _ := props["ActiveState"].(string)
+	switch {
+	case active == "active" && changed:
+		log.Info("config changed; reloading")
+		err = b.jobAndReady(ctx, c, id, "reload")
+	case active == "active":
+		// Already as asked.
+	default:
+		err = b.jobAndReady(ctx, c, id, "start")
+	}
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	return b.refreshStatus(ctx, c, id)
+}
+
+// removeUnitState stops the unit and forgets its persisted limits.
+func (b *Backend) removeUnitState(ctx context.Context, id procmgr.InstanceID) {
+	unit := b.host.Layout.UnitName(id)
+	if c, err := b.conn.get(ctx); err == nil {
+		ch := make(chan string, 1)
+		if _, err := c.StopUnitContext(ctx, unit, "replace", ch); err == nil {
+			if err := waitJob(ctx, unit, "stop", ch); err != nil {
+				b.logFor(id, "remove").Warn("stop", "err", err)
+			}
+		}
+		_ = c.ResetFailedUnitContext(ctx, unit)
+	}
+	// SetUnitProperties(runtime=false) persisted the limits here.
+	for _, dir := range []string{"/etc/systemd/system.control/" + unit + ".d", "/run/systemd/system.control/" + unit + ".d"} {
+		if err := os.RemoveAll(dir); err != nil {
+			b.logFor(id, "remove").Warn("remove drop-ins", "dir", dir, "err", err)
+		}
+	}
+}
+
+// jobAndReady runs a start, restart or reload job and waits until the pool
+// answers a ping.
+func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.InstanceID, verb string) error {
+	unit := b.host.Layout.UnitName(id)
+	ch := make(chan string, 1)
+	var err error
+	switch verb {
+	case "start", "restart":
+		// A unit that hit its start limit refuses to start until reset.
+		if p, perr := c.GetUnitPropertyContext(ctx, unit, "ActiveState"); perr == nil && p.Value.Value() == "failed" {
+			_ = c.ResetFailedUnitContext(ctx, unit)
+		}
+		if verb == "start" {
+			_, err = c.StartUnitContext(ctx, unit, "replace", ch)
+		} else {
+			_, err = c.RestartUnitContext(ctx, unit, "replace", ch)
+		}
+	case "reload":
+		_, err = c.ReloadUnitContext(ctx, unit, "replace", ch)
+	}
+	if err != nil {
+		return fmt.Errorf("systemd: %s %s: %w", verb, unit, err)
+	}
+	if err := waitJob(ctx, unit, verb, ch); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := procmgr.WaitReady(rctx, b.host.Layout.SocketPath(id)); err != nil {
+		return fmt.Errorf("systemd: %s %s: pool not answering: %w", verb, unit, err)
+	}
+	return nil
+}
+
+// applyLimits sets the instance's limits over D-Bus (persisted, no
+// daemon-reload), reads them back and fails if systemd did not apply them.
+func (b *Backend) applyLimits(ctx context.Context, c *sd.Conn, id procmgr.InstanceID, lim procmgr.Limits) error {
+	unit := b.host.Layout.UnitName(id)
+	want := limitProps(lim)
+	if err := c.SetUnitPropertiesContext(ctx, unit, false,
+		sd.Property{Name: "MemoryMax", Value: godbus.MakeVariant(want.memoryMax)},
+		sd.Property{Name: "CPUQuotaPerSecUSec", Value: godbus.MakeVariant(want.cpuQuotaUSec)},
+		sd.Property{Name: "TasksMax", Value: godbus.MakeVariant(want.tasksMax)},
+	); err != nil {
+		return fmt.Errorf("systemd: set limits of %s: %w", unit, err)
+	}
+	props, err := c.GetUnitTypePropertiesContext(ctx, unit, "Service")
+	if err != nil {
+		return fmt.Errorf("systemd: read back limits of %s: %w", unit, err)
+	}
+	got := limitPropsFrom(props)
+	if got != want {
+		return fmt.Errorf("systemd: limits of %s not applied: asked %+v, systemd has %+v", unit, want, got)
+	}
+	return nil
+}
+
+type limitValues struct {
+	memoryMax    uint64
+	cpuQuotaUSec uint64
+	tasksMax     uint64
+}
+
+func limitProps(l procmgr.Limits) limitValues {
+	return limitValues{
+		memoryMax: uint64(l.MemoryMax),
+		// CPUQuota=40% is 400ms of CPU time per second.
+		cpuQuotaUSec: uint64(l.CPUQuota) * 10_000,
+		tasksMax:     uint64(l.TasksMax),
+	}
+}
+
+func limitPropsFrom(p map[string]any) limitValues {
+	u := func(k string) uint64 { v, _ := p[k].(uint64); return v }
+	return limitValues{memoryMax: u("MemoryMax"), cpuQuotaUSec: u("CPUQuotaPerSecUSec"), tasksMax: u("TasksMax")}
+}
+
+func limitsFrom(v limitValues) procmgr.Limits {
+	return procmgr.Limits{
+		MemoryMax: procmgr.Bytes(v.memoryMax),
+		CPUQuota:  procmgr.CPUPercent(v.cpuQuotaUSec / 10_000),
+		TasksMax:  int(v.tasksMax),
+	}
+}
+
+// Deprovision implements procmgr.Backend.
+func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge bool) error {
+	unlock, err := b.locks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	b.removeUnitState(ctx, id)
+	if err := b.host.RemoveConfig(id); err != nil {
+		return err
+	}
+	if err := b.host.RemoveUser(ctx, id); err != nil {
+		return err
+	}
+	if purge {
+		if err := b.host.RemoveTree(id); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	delete(b.last, id)
+	delete(b.exits, id)
+	b.mu.Unlock()
+	b.fan.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.Name()}, At: time.Now()})
+	return nil
+}
+
+func (b *Backend) checkProvisioned(id procmgr.InstanceID) error {
+	if !b.host.ConfigExists(id) {
+		return fmt.Errorf("systemd: %s: %w", id, procmgr.ErrNotFound)
+	}
+	return nil
+}
+
+// power runs one locked action on a provisioned instance.
+func (b *Backend) power(ctx context.Context, id procmgr.InstanceID, f func(*sd.Conn) error) (procmgr.Status, error) {
+	if err := b.checkProvisioned(id); err != nil {
+		return procmgr.Status{}, err
+	}
+	unlock, err := b.locks.Lock(ctx, id)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	defer unlock()
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	if err := f(c); err != nil {
+		return procmgr.Status{}, err
+	}
+	return b.refreshStatus(ctx, c, id)
+}
+
+// Start implements procmgr.Backend.
+func (b *Backend) Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	return b.power(ctx, id, func(c *sd.Conn) error {
+		return b.jobAndReady(ctx, c, id, "start")
+	})
+}
+
+// Restart implements procmgr.Backend.
+func (b *Backend) Restart(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	return b.power(ctx, id, func(c *sd.Conn) error {
+		return b.jobAndReady(ctx, c, id, "restart")
+	})
+}
+
+// Reload implements procmgr.Backend.
+func (b *Backend) Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	return b.power(ctx, id, func(c *sd.Conn) error {
+		p, err := c.GetUnitPropertyContext(ctx, b.host.Layout.UnitName(id), "ActiveState")
+		if err != nil {
+			return fmt.Errorf("systemd: %w", err)
+		}
+		if p.Value.Value() != "active" {
+			return fmt.Errorf("systemd: reload %s: instance is not running: %w", id, procmgr.ErrConflict)
+		}
+		return b.jobAndReady(ctx, c, id, "reload")
+	})
+}
+
+// Stop implements procmgr.Backend.
+func (b *Backend) Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	return b.power(ctx, id, func(c *sd.Conn) error {
+		unit := b.host.Layout.UnitName(id)
+		ch := make(chan string, 1)
+		if _, err := c.StopUnitContext(ctx, unit, "replace", ch); err != nil {
+			return fmt.Errorf("systemd: stop %s: %w", unit, err)
+		}
+		return waitJob(ctx, unit, "stop", ch)
+	})
+}
+
+// StartMany implements procmgr.Backend: all start jobs are queued at once and
+// systemd runs them in parallel.
+func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	type job struct {
+		id procmgr.InstanceID
+		ch chan string
+	}
+	var jobs []job
+	var errs []error
+	for _, id := range ids {
+		if err := b.checkProvisioned(id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		unit := b.host.Layout.UnitName(id)
+		ch := make(chan string, 1)
+		if _, err := c.StartUnitContext(ctx, unit, "replace", ch); err != nil {
+			errs = append(errs, fmt.Errorf("systemd: start %s: %w", unit, err))
+			continue
+		}
+		jobs = append(jobs, job{id, ch})
+	}
+	for _, j := range jobs {
+		if err := waitJob(ctx, b.host.Layout.UnitName(j.id), "start", j.ch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Kill implements procmgr.Backend. It sends the signal to the main process
+// only and deliberately takes no lock.
+func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
+	if err := b.checkProvisioned(id); err != nil {
+		return err
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	unit := b.host.Layout.UnitName(id)
+	p, err := c.GetUnitTypePropertyContext(ctx, unit, "Service", "MainPID")
+	if err != nil {
+		return fmt.Errorf("systemd: kill %s: %w", unit, err)
+	}
+	if pid, _ := p.Value.Value().(uint32); pid == 0 {
+		return fmt.Errorf("systemd: kill %s: no running master: %w", unit, procmgr.ErrConflict)
+	}
+	if err := c.KillUnitWithTarget(ctx, unit, sd.Main, int32(sig.Number())); err != nil {
+		return fmt.Errorf("systemd: kill %s with %s: %w", unit, sig, err)
+	}
+	return nil
+}
+
+// SetLimits implements procmgr.Backend.
+func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim procmgr.Limits) (procmgr.Status, error) {
+	return b.power(ctx, id, func(c *sd.Conn) error {
+		return b.applyLimits(ctx, c, id, lim)
+	})
+}
+
+// Status implements procmgr.Backend.
+func (b *Backend) Status(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+	if err := b.checkProvisioned(id); err != nil {
+		return procmgr.Status{}, err
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	return b.readStatus(ctx, c, id)
+}
+
+// List implements procmgr.Backend.
+func (b *Backend) List(ctx context.Context) ([]procmgr.Status, error) {
+	ids, err := b.host.ListConfigured()
+	if err != nil {
+		return nil, err
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]procmgr.Status, 0, len(ids))
+	for _, id := range ids {
+		st, err := b.readStatus(ctx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Health implements procmgr.Backend.
+func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error) {
+	if err := b.checkProvisioned(id); err != nil {
+		return procmgr.Health{}, err
+	}
+	return procmgr.CheckHealth(ctx, b.host.Layout.SocketPath(id)), nil
+}
+
+// Subscribe implements procmgr.Backend.
+func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
+	return b.fan.Subscribe(ctx)
+}
+
+// readStatus reads one unit's properties in a single D-Bus call.
+func (b *Backend) readStatus(ctx context.Context, c *sd.Conn, id procmgr.InstanceID) (procmgr.Status, error) {
+	unit := b.host.Layout.UnitName(id)
+	props, err := c.GetAllPropertiesContext(ctx, unit)
+	if err != nil {
+		return procmgr.Status{}, fmt.Errorf("systemd: status of %s: %w", unit, err)
+	}
+	st := statusFromProps(id, props)
+	// systemd forgets how the last master ended as soon as the next one
+	// starts, so the backend remembers it from the moment it was seen.
+	b.mu.Lock()
+	if st.LastExit != nil {
+		b.exits[id] = *st.LastExit
+	} else if ex, ok := b.exits[id]; ok {
+		st.LastExit = &ex
+	}
+	b.mu.Unlock()
+	return st, nil
+}
+
+// refreshStatus reads and publishes the status if it changed.
+func (b *Backend) refreshStatus(ctx context.Context, c *sd.Conn, id procmgr.InstanceID) (procmgr.Status, error) {
+	st, err := b.readStatus(ctx, c, id)
+	if err != nil {
+		return st, err
+	}
+	b.publishIfChanged(st)
+	return st, nil
+}
+
+func (b *Backend) publishIfChanged(st procmgr.Status) {
+	b.mu.Lock()
+	prev, ok := b.last[st.ID]
+	same := ok && prev.State == st.State && prev.MainPID == st.MainPID && prev.Restarts == st.Restarts &&
+		prev.SubState == st.SubState && prev.Limits == st.Limits
+	b.last[st.ID] = st
+	b.mu.Unlock()
+	if !same {
+		b.fan.Publish(procmgr.Event{Status: st, At: time.Now()})
+	}
+}
+
+const nsecNotSet = ^uint64(0)
+
+func statusFromProps(id procmgr.InstanceID, p map[string]any) procmgr.Status {
+	str := func(k string) string { v, _ := p[k].(string); return v }
+	u64 := func(k string) uint64 { v, _ := p[k].(uint64); return v }
+	u32 := func(k string) uint32 { v, _ := p[k].(uint32); return v }
+	i32 := func(k string) int32 { v, _ := p[k].(int32); return v }
+	st := procmgr.Status{
+		ID:          id,
+		ActiveState: str("ActiveState"),
+		SubState:    str("SubState"),
+		MainPID:     int(u32("MainPID")),
+		Restarts:    int(u32("NRestarts")),
+		Backend:     "systemd",
+		Limits:      limitsFrom(limitPropsFrom(p)),
+	}
+	st.State = mapState(st.ActiveState, st.SubState, str("Result"))
+	if ts := u64("StateChangeTimestamp"); ts != 0 {
+		st.Since = time.UnixMicro(int64(ts)).UTC()
+	}
+	if u64("ExecMainExitTimestamp") != 0 {
+		ex := &procmgr.ExitInfo{Result: str("Result")}
+		switch i32("ExecMainCode") {
+		case 1: // CLD_EXITED
+			ex.Code = int(i32("ExecMainStatus"))
+		case 2, 3: // CLD_KILLED, CLD_DUMPED
+			ex.Signal = signalName(int(i32("ExecMainStatus")))
+		}
+		st.LastExit = ex
+	}
+	cg := str("ControlGroup")
+	if m := u64("MemoryCurrent"); m != nsecNotSet {
+		st.MemoryBytes = m
+	} else if cg != "" {
+		st.MemoryBytes = cgroupMemory(cg)
+	}
+	if n := u64("CPUUsageNSec"); n != nsecNotSet {
+		st.CPUUsage = time.Duration(n)
+	} else if cg != "" {
+		st.CPUUsage = cgroupCPU(cg)
+	}
+	if t := u64("TasksCurrent"); t != nsecNotSet {
+		st.Tasks = t
+	}
+	return st
+}
+
+func mapState(active, sub, result string) procmgr.State {
+	switch active {
+	case "active":
+		if sub == "reload" {
+			return procmgr.StateReloading
+		}
+		return procmgr.StateRunning
+	case "reloading":
+		return procmgr.StateReloading
+	case "activating":
+		if sub == "auto-restart" {
+			return procmgr.StateCrashLooping
+		}
+		return procmgr.StateStarting
+	case "deactivating":
+		return procmgr.StateStopping
+	case "failed":
+		return procmgr.StateFailed
+	case "inactive":
+		return procmgr.StateStopped
+	}
+	return procmgr.State(strings.ToLower(active))
+}
+
+var signalNames = map[int]string{1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 6: "ABRT", 7: "BUS", 8: "FPE", 9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM"}
+
+func signalName(n int) string {
+	if s, ok := signalNames[n]; ok {
+		return s
+	}
+	return fmt.Sprintf("%d", n)
+}

@@ -1,0 +1,218 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ikabud/panel/internal/instances"
+	"github.com/ikabud/panel/internal/procmgr"
+)
+
+// instanceHandlers are the JSON API's instance routes; each is a thin call
+// into the instances service.
+type instanceHandlers struct {
+	svc *instances.Service
+}
+
+func (h *instanceHandlers) register(g *echo.Group) {
+	g.GET("/instances", h.list)
+	g.POST("/instances", h.create)
+	g.POST("/instances/start-all", h.startAll)
+	g.GET("/instances/:id", h.get)
+	g.DELETE("/instances/:id", h.remove)
+	g.PATCH("/instances/:id", h.set)
+	g.POST("/instances/:id/start", h.start)
+	g.POST("/instances/:id/stop", h.stop)
+	g.POST("/instances/:id/restart", h.restart)
+	g.POST("/instances/:id/reload", h.reload)
+	g.POST("/instances/:id/kill", h.kill)
+	g.GET("/instances/:id/health", h.health)
+	g.GET("/instances/:id/logs", h.logs)
+	g.GET("/audit", h.audit)
+}
+
+// bind decodes a JSON body strictly: unknown fields are an error, so a typo
+// in a field name is not silently ignored.
+func bind(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "invalid JSON body: "+err.Error())
+	}
+	return nil
+}
+
+func (h *instanceHandlers) list(c echo.Context) error {
+	return c.JSON(http.StatusOK, h.svc.List(c.Request().Context(), principal(c)))
+}
+
+func (h *instanceHandlers) get(c echo.Context) error {
+	v, err := h.svc.Get(c.Request().Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (h *instanceHandlers) create(c echo.Context) error {
+	var req instances.CreateRequest
+	if err := bind(c, &req); err != nil {
+		return err
+	}
+	v, err := h.svc.Create(c.Request().Context(), principal(c), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, v)
+}
+
+func (h *instanceHandlers) set(c echo.Context) error {
+	var in procmgr.SpecInput
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	v, err := h.svc.Set(c.Request().Context(), principal(c), c.Param("id"), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (h *instanceHandlers) remove(c echo.Context) error {
+	purge := c.QueryParam("purge") == "true" || c.QueryParam("purge") == "1"
+	if err := h.svc.Remove(c.Request().Context(), principal(c), c.Param("id"), purge); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *instanceHandlers) power(c echo.Context, f func() (instances.View, error)) error {
+	v, err := f()
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (h *instanceHandlers) start(c echo.Context) error {
+	return h.power(c, func() (instances.View, error) {
+		return h.svc.Start(c.Request().Context(), principal(c), c.Param("id"))
+	})
+}
+
+func (h *instanceHandlers) stop(c echo.Context) error {
+	return h.power(c, func() (instances.View, error) {
+		return h.svc.Stop(c.Request().Context(), principal(c), c.Param("id"))
+	})
+}
+
+func (h *instanceHandlers) restart(c echo.Context) error {
+	return h.power(c, func() (instances.View, error) {
+		return h.svc.Restart(c.Request().Context(), principal(c), c.Param("id"))
+	})
+}
+
+func (h *instanceHandlers) reload(c echo.Context) error {
+	return h.power(c, func() (instances.View, error) {
+		return h.svc.Reload(c.Request().Context(), principal(c), c.Param("id"))
+	})
+}
+
+// KillRequest is the body of POST /instances/:id/kill.
+type KillRequest struct {
+	Signal string `json:"signal"`
+}
+
+func (h *instanceHandlers) kill(c echo.Context) error {
+	req := KillRequest{Signal: "TERM"}
+	if c.Request().ContentLength != 0 {
+		if err := bind(c, &req); err != nil {
+			return err
+		}
+	}
+	if err := h.svc.Kill(c.Request().Context(), principal(c), c.Param("id"), req.Signal); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
+}
+
+func (h *instanceHandlers) startAll(c echo.Context) error {
+	started, err := h.svc.StartAll(c.Request().Context(), principal(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"started": started})
+}
+
+func (h *instanceHandlers) health(c echo.Context) error {
+	hl, err := h.svc.Health(c.Request().Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, hl)
+}
+
+// queryInt reads a bounded integer query parameter.
+func queryInt(c echo.Context, name string, def, min, max int) (int, error) {
+	s := c.QueryParam(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || n > max {
+		return 0, &procmgr.FieldError{Field: name, Value: s, Rule: "must be a whole number between " + strconv.Itoa(min) + " and " + strconv.Itoa(max)}
+	}
+	return n, nil
+}
+
+// logs returns the last n lines as JSON, or with follow=1 streams them as
+// newline-delimited JSON until the client hangs up.
+func (h *instanceHandlers) logs(c echo.Context) error {
+	n, err := queryInt(c, "n", 50, 1, 10000)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if c.QueryParam("follow") != "1" && c.QueryParam("follow") != "true" {
+		lines, err := h.svc.Logs(ctx, principal(c), c.Param("id"), n)
+		if err != nil {
+			return err
+		}
+		if lines == nil {
+			lines = []procmgr.LogLine{}
+		}
+		return c.JSON(http.StatusOK, lines)
+	}
+	ch, err := h.svc.FollowLogs(ctx, principal(c), c.Param("id"), n)
+	if err != nil {
+		return err
+	}
+	res := c.Response()
+	res.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+	res.Header().Set("Cache-Control", "no-store")
+	res.WriteHeader(http.StatusOK)
+	res.Flush()
+	enc := json.NewEncoder(res)
+	for line := range ch {
+		if err := enc.Encode(line); err != nil {
+			return nil
+		}
+		res.Flush()
+	}
+	return nil
+}
+
+func (h *instanceHandlers) audit(c echo.Context) error {
+	limit, err := queryInt(c, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	evs, err := h.svc.Audit(c.Request().Context(), principal(c), c.QueryParam("instance"), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, evs)
+}
