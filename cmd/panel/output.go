@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -43,14 +42,13 @@ func printStatus(w io.Writer, v instances.View) {
 }
 
 func describeExit(e *procmgr.ExitInfo) string {
-	parts := []string{e.Result}
-	if e.Signal != "" {
-		parts = append(parts, "signal "+e.Signal)
+	switch {
+	case e.Signal != "":
+		return fmt.Sprintf("killed by signal %s (result: %s)", e.Signal, e.Result)
+	case e.Code != 0:
+		return fmt.Sprintf("exited with code %d (result: %s)", e.Code, e.Result)
 	}
-	if e.Code != 0 {
-		parts = append(parts, fmt.Sprintf("code %d", e.Code))
-	}
-	return strings.Join(parts, ", ")
+	return "result: " + e.Result
 }
 
 func humanBytes(b uint64) string {

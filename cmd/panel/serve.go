@@ -52,6 +52,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.layout.ConfigRoot, "config-root", envOr("IKABUD_CONFIG_ROOT", d.ConfigRoot), "where per-instance php-fpm configs live")
 	fs.StringVar(&cfg.layout.RuntimeRoot, "runtime-root", envOr("IKABUD_RUNTIME_ROOT", d.RuntimeRoot), "runtime directory (sockets), directly under /run")
 	fs.StringVar(&cfg.layout.WebUser, "web-user", envOr("IKABUD_WEB_USER", d.WebUser), "web server user added to each instance's group")
+	fs.StringVar(&cfg.layout.UnitPrefix, "unit-prefix", envOr("IKABUD_UNIT_PREFIX", d.UnitPrefix), "name of the template unit (<prefix>@.service)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return cfg, err
