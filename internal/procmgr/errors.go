@@ -45,8 +45,15 @@ func (es FieldErrors) Error() string {
 	return "invalid spec: " + strings.Join(parts, "; ")
 }
 
-// Unwrap makes FieldErrors match ErrInvalid.
-func (es FieldErrors) Unwrap() error { return ErrInvalid }
+// Unwrap returns each field error (and so matches ErrInvalid), so that
+// errors.As finds the individual fields.
+func (es FieldErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
 
 // quoteForMessage shows a refused value safely: control characters escaped,
 // and cut to a length that keeps an error message readable.

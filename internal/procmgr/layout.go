@@ -44,9 +44,12 @@ var safePathRe = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 // Validate checks that the layout's paths are absolute, clean and made of
 // plain characters, since they are written into unit files and configs.
 func (l Layout) Validate() error {
-	for name, p := range map[string]string{"instances-root": l.InstancesRoot, "config-root": l.ConfigRoot, "runtime-root": l.RuntimeRoot, "unit-dir": l.UnitDir} {
-		if !safePathRe.MatchString(p) || filepath.Clean(p) != p {
-			return invalid(name, p, "must be a clean absolute path of letters, digits, '.', '_' and '-'")
+	for _, f := range []struct{ name, path string }{
+		{"instances-root", l.InstancesRoot}, {"config-root", l.ConfigRoot},
+		{"runtime-root", l.RuntimeRoot}, {"unit-dir", l.UnitDir},
+	} {
+		if !safePathRe.MatchString(f.path) || filepath.Clean(f.path) != f.path {
+			return invalid(f.name, f.path, "must be a clean absolute path of letters, digits, '.', '_' and '-'")
 		}
 	}
 	if l.WebUser != "" && !regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`).MatchString(l.WebUser) {

@@ -71,7 +71,8 @@ func FPMDirectives(l Layout, s Spec) []FPMDirective {
 	p("php_admin_value[memory_limit]", s.Pool.MemoryLimit.String())
 	p("php_admin_value[max_execution_time]", strconv.Itoa(s.Pool.MaxExecutionTime))
 	p("php_admin_value[upload_max_filesize]", s.Pool.UploadMax.String())
-	p("php_admin_value[post_max_size]", s.Pool.UploadMax.String())
+	// A multipart body carries headers beside the file: leave room for them.
+	p("php_admin_value[post_max_size]", (s.Pool.UploadMax + 1<<20).String())
 	p("php_admin_flag[log_errors]", "on")
 	p("php_admin_flag[display_errors]", "off")
 	p("php_admin_flag[expose_php]", "off")

@@ -2,6 +2,7 @@ package procmgr
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -24,6 +25,10 @@ type InstanceID string
 
 var instanceIDRe = regexp.MustCompile(`^[a-z](?:[a-z0-9]|-[a-z0-9])*$`)
 
+// reservedIDs would collide with names in the rendered files: the pool
+// section is named after the id, and php-fpm's own section is [global].
+var reservedIDs = map[string]bool{"global": true}
+
 // ParseInstanceID validates s as an instance id.
 func ParseInstanceID(s string) (InstanceID, error) {
 	if s == "" {
@@ -34,6 +39,9 @@ func ParseInstanceID(s string) (InstanceID, error) {
 	}
 	if !instanceIDRe.MatchString(s) {
 		return "", invalid("id", s, "must start with a lowercase letter and contain only lowercase letters, digits and single hyphens, not at the end")
+	}
+	if reservedIDs[s] {
+		return "", invalid("id", s, "is reserved (php-fpm names its global section \"global\")")
 	}
 	return InstanceID(s), nil
 }
@@ -138,6 +146,13 @@ var signalNumbers = map[Signal]int{SigHUP: 1, SigINT: 2, SigQUIT: 3, SigKILL: 9,
 // ParseSignal accepts a name from the allow-list, with or without "SIG",
 // in any case.
 func ParseSignal(s string) (Signal, error) {
+	for i := 0; i < len(s); i++ {
+		// Upper-casing non-ASCII letters can produce ASCII ones
+		// ("ſ" -> "S"); the allow-list is for ASCII names only.
+		if s[i] >= 0x80 {
+			return "", invalid("signal", s, "must be one of TERM, KILL, HUP, USR1, USR2, INT, QUIT")
+		}
+	}
 	u := strings.TrimPrefix(strings.ToUpper(s), "SIG")
 	if _, ok := signalNumbers[Signal(u)]; !ok {
 		return "", invalid("signal", s, "must be one of TERM, KILL, HUP, USR1, USR2, INT, QUIT")
@@ -294,9 +309,11 @@ const (
 
 var (
 	envKeyRe   = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
-	envValueRe = regexp.MustCompile(`^[A-Za-z0-9 _.,:/@+=-]*$`)
+	envValueRe = regexp.MustCompile(`^[A-Za-z0-9 _.,:/@+=-]+$`)
 	// Keys php-fpm or the panel set themselves.
-	reservedEnv = map[string]bool{"PATH": true, "TMPDIR": true, "TMP": true, "TEMP": true, "HOME": true, "USER": true}
+	reservedEnv = map[string]bool{"PATH": true, "TMPDIR": true, "TMP": true, "TEMP": true, "HOME": true, "USER": true,
+		// These change which code or config PHP loads.
+		"PHPRC": true, "PHP_INI_SCAN_DIR": true}
 )
 
 func parseInt(field, s string, min, max int) (int, error) {
@@ -316,43 +333,43 @@ func parseInt(field, s string, min, max int) (int, error) {
 func ParseSpec(id string, in SpecInput, installedPHP []PHPVersion) (Spec, error) {
 	in = in.Overlay(Defaults)
 	var errs FieldErrors
-	add := func(err error) {
-		if fe, ok := err.(*FieldError); ok {
+	collect := func(err error) {
+		var fe *FieldError
+		var fes FieldErrors
+		switch {
+		case errors.As(err, &fes):
+			errs = append(errs, fes...)
+		case errors.As(err, &fe):
 			errs = append(errs, fe)
 		}
 	}
 	var s Spec
 	var err error
 	if s.ID, err = ParseInstanceID(id); err != nil {
-		add(err)
+		collect(err)
 	}
 	if s.CMS, err = parseCMS(in.CMS); err != nil {
-		add(err)
+		collect(err)
 	}
 	if s.PHP, err = parsePHP(in.PHP, installedPHP); err != nil {
-		add(err)
+		collect(err)
 	}
-	if s.Pool, err = parsePool(in); err != nil {
-		if fes, ok := err.(FieldErrors); ok {
-			errs = append(errs, fes...)
-		}
-	}
-	if s.Limits, err = ParseLimits(in.MemoryMax, in.CPUQuota, in.TasksMax); err != nil {
-		if fes, ok := err.(FieldErrors); ok {
-			errs = append(errs, fes...)
-		}
-	}
+	pool, poolOK := parsePool(in, collect)
+	s.Pool = pool
+	lim, limErr := ParseLimits(in.MemoryMax, in.CPUQuota, in.TasksMax)
+	collect(limErr)
+	s.Limits = lim
 	if s.Env, err = parseEnv(in.Env); err != nil {
-		add(err)
+		collect(err)
 	}
-	if len(errs) == 0 {
-		if s.Pool.MemoryLimit > s.Limits.MemoryMax {
-			add(invalid("memory_limit", s.Pool.MemoryLimit.String(), "must not exceed memory_max "+s.Limits.MemoryMax.String()))
-		}
-		// The master and at least max_children workers must fit in the task limit.
-		if s.Limits.TasksMax < s.Pool.MaxChildren+1 {
-			add(invalid("tasks_max", strconv.Itoa(s.Limits.TasksMax), fmt.Sprintf("must be at least max_children+1 (%d)", s.Pool.MaxChildren+1)))
-		}
+	// Each relation is checked whenever both of its fields parsed, so one
+	// bad field never hides another problem.
+	if poolOK.memoryLimit && s.Limits.MemoryMax != 0 && s.Pool.MemoryLimit > s.Limits.MemoryMax {
+		collect(invalid("memory_limit", s.Pool.MemoryLimit.String(), "must not exceed memory_max "+s.Limits.MemoryMax.String()))
+	}
+	if poolOK.maxChildren && s.Limits.TasksMax != 0 && s.Limits.TasksMax < s.Pool.MaxChildren+1 {
+		// The master and max_children workers must fit in the task limit.
+		collect(invalid("tasks_max", strconv.Itoa(s.Limits.TasksMax), fmt.Sprintf("must be at least max_children+1 (%d)", s.Pool.MaxChildren+1)))
 	}
 	if len(errs) > 0 {
 		return Spec{}, errs
@@ -387,13 +404,16 @@ func parsePHP(s string, installed []PHPVersion) (PHPVersion, error) {
 	return "", invalid("php", s, "must be an installed PHP version ("+strings.Join(names, ", ")+")")
 }
 
-func parsePool(in SpecInput) (PoolSettings, error) {
-	var errs FieldErrors
+// poolParsed says which pool fields parsed, for the cross-field checks.
+type poolParsed struct{ maxChildren, memoryLimit bool }
+
+func parsePool(in SpecInput, collect func(error)) (PoolSettings, poolParsed) {
 	var p PoolSettings
+	var ok poolParsed
+	bad := false
 	keep := func(err error) {
-		if fe, ok := err.(*FieldError); ok {
-			errs = append(errs, fe)
-		}
+		bad = true
+		collect(err)
 	}
 	switch PMMode(in.PM) {
 	case PMStatic, PMDynamic, PMOndemand:
@@ -404,21 +424,32 @@ func parsePool(in SpecInput) (PoolSettings, error) {
 	var err error
 	if p.MaxChildren, err = parseInt("max_children", in.MaxChildren, 1, maxChildrenLimit); err != nil {
 		keep(err)
+	} else {
+		ok.maxChildren = true
 	}
+	var startOK, minOK, maxOK bool
 	if p.StartServers, err = parseInt("start_servers", in.StartServers, 1, maxChildrenLimit); err != nil {
 		keep(err)
+	} else {
+		startOK = true
 	}
 	if p.MinSpareServers, err = parseInt("min_spare_servers", in.MinSpareServers, 1, maxChildrenLimit); err != nil {
 		keep(err)
+	} else {
+		minOK = true
 	}
 	if p.MaxSpareServers, err = parseInt("max_spare_servers", in.MaxSpareServers, 1, maxChildrenLimit); err != nil {
 		keep(err)
+	} else {
+		maxOK = true
 	}
 	if p.MaxRequests, err = parseInt("max_requests", in.MaxRequests, 0, maxRequestsLimit); err != nil {
 		keep(err)
 	}
 	if p.MemoryLimit, err = parseBytes("memory_limit", in.MemoryLimit, 16<<20, 64<<30); err != nil {
 		keep(err)
+	} else {
+		ok.memoryLimit = true
 	}
 	if p.MaxExecutionTime, err = parseInt("max_execution_time", in.MaxExecutionTime, 0, maxExecLimit); err != nil {
 		keep(err)
@@ -426,29 +457,27 @@ func parsePool(in SpecInput) (PoolSettings, error) {
 	if p.UploadMax, err = parseBytes("upload_max", in.UploadMax, 1<<10, 16<<30); err != nil {
 		keep(err)
 	}
-	if len(errs) == 0 && p.PM == PMDynamic {
+	if p.PM == PMDynamic {
 		// php-fpm's own rules for dynamic pools, checked here so the service
-		// never fails to start over them.
-		switch {
-		case p.MinSpareServers > p.MaxSpareServers:
+		// never fails to start over them; each is checked when its fields
+		// parsed.
+		if minOK && maxOK && p.MinSpareServers > p.MaxSpareServers {
 			keep(invalid("min_spare_servers", strconv.Itoa(p.MinSpareServers), "must not exceed max_spare_servers"))
-		case p.StartServers < p.MinSpareServers || p.StartServers > p.MaxSpareServers:
+		} else if startOK && minOK && maxOK && (p.StartServers < p.MinSpareServers || p.StartServers > p.MaxSpareServers) {
 			keep(invalid("start_servers", strconv.Itoa(p.StartServers), "must be between min_spare_servers and max_spare_servers"))
-		case p.MaxSpareServers > p.MaxChildren:
+		}
+		if maxOK && ok.maxChildren && p.MaxSpareServers > p.MaxChildren {
 			keep(invalid("max_spare_servers", strconv.Itoa(p.MaxSpareServers), "must not exceed max_children"))
 		}
 	}
-	if len(errs) > 0 {
-		return PoolSettings{}, errs
-	}
-	if p.PM != PMDynamic {
+	if !bad && p.PM != PMDynamic {
 		// Spare-server settings mean nothing to static and ondemand pools;
 		// keep them canonical so that equal pools compare equal.
 		p.StartServers, _ = strconv.Atoi(Defaults.StartServers)
 		p.MinSpareServers, _ = strconv.Atoi(Defaults.MinSpareServers)
 		p.MaxSpareServers, _ = strconv.Atoi(Defaults.MaxSpareServers)
 	}
-	return p, nil
+	return p, ok
 }
 
 // ParseLimits validates the service limits on their own, as `panel set` uses
@@ -471,7 +500,9 @@ func ParseLimits(memoryMax, cpuQuota, tasksMax string) (Limits, error) {
 		errs = append(errs, err.(*FieldError))
 	}
 	if len(errs) > 0 {
-		return Limits{}, errs
+		// The fields that parsed are kept, so callers can still check
+		// relations against them.
+		return l, errs
 	}
 	return l, nil
 }
@@ -480,27 +511,29 @@ func parseEnv(kvs []string) ([]EnvVar, error) {
 	if len(kvs) > maxEnvVars {
 		return nil, invalid("env", strconv.Itoa(len(kvs))+" variables", fmt.Sprintf("must have at most %d variables", maxEnvVars))
 	}
+	var errs FieldErrors
 	seen := map[string]bool{}
 	out := make([]EnvVar, 0, len(kvs))
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, invalid("env", kv, "must be KEY=VALUE")
+		switch {
+		case !ok:
+			errs = append(errs, invalid("env", kv, "must be KEY=VALUE"))
+		case !envKeyRe.MatchString(k):
+			errs = append(errs, invalid("env", kv, "key must be an uppercase letter followed by up to 63 uppercase letters, digits or underscores"))
+		case reservedEnv[k] || strings.HasPrefix(k, "LD_"):
+			errs = append(errs, invalid("env", kv, "key "+k+" is reserved (set by the panel, or changes which code PHP loads)"))
+		case seen[k]:
+			errs = append(errs, invalid("env", kv, "key "+k+" is given twice"))
+		case len(v) > maxEnvValueLen || !envValueRe.MatchString(v):
+			errs = append(errs, invalid("env", kv, fmt.Sprintf("value must be 1 to %d characters of letters, digits, space and _ . , : / @ + = -", maxEnvValueLen)))
+		default:
+			seen[k] = true
+			out = append(out, EnvVar{Key: k, Value: v})
 		}
-		if !envKeyRe.MatchString(k) {
-			return nil, invalid("env", kv, "key must be an uppercase letter followed by up to 63 uppercase letters, digits or underscores")
-		}
-		if reservedEnv[k] {
-			return nil, invalid("env", kv, "key "+k+" is set by the panel and cannot be overridden")
-		}
-		if seen[k] {
-			return nil, invalid("env", kv, "key "+k+" is given twice")
-		}
-		if len(v) > maxEnvValueLen || !envValueRe.MatchString(v) {
-			return nil, invalid("env", kv, fmt.Sprintf("value must be at most %d characters of letters, digits, space and _ . , : / @ + = -", maxEnvValueLen))
-		}
-		seen[k] = true
-		out = append(out, EnvVar{Key: k, Value: v})
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

@@ -412,37 +412,49 @@ func (b *Backend) Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Stat
 	})
 }
 
-// StartMany implements procmgr.Backend: all start jobs are queued at once and
-// systemd runs them in parallel.
+// StartMany implements procmgr.Backend: all start jobs are queued at once,
+// several calls in flight on the connection, and systemd runs the jobs in
+// parallel.
 func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
 	c, err := b.conn.get(ctx)
 	if err != nil {
 		return err
 	}
-	type job struct {
-		id procmgr.InstanceID
-		ch chan string
-	}
-	var jobs []job
-	var errs []error
-	for _, id := range ids {
+	t0 := time.Now()
+	chans := make([]chan string, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i, id := range ids {
 		if err := b.checkProvisioned(id); err != nil {
-			errs = append(errs, err)
+			errs[i] = err
 			continue
 		}
-		unit := b.host.Layout.UnitName(id)
-		ch := make(chan string, 1)
-		if _, err := c.StartUnitContext(ctx, unit, "replace", ch); err != nil {
-			errs = append(errs, fmt.Errorf("systemd: start %s: %w", unit, err))
+		// A unit that hit its start limit refuses to start until reset.
+		_ = c.ResetFailedUnitContext(ctx, b.host.Layout.UnitName(id))
+		chans[i] = make(chan string, 1)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, unit string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := c.StartUnitContext(ctx, unit, "replace", chans[i]); err != nil {
+				errs[i] = fmt.Errorf("systemd: start %s: %w", unit, err)
+				chans[i] = nil
+			}
+		}(i, b.host.Layout.UnitName(id))
+	}
+	wg.Wait()
+	queued := time.Since(t0)
+	for i, ch := range chans {
+		if ch == nil {
 			continue
 		}
-		jobs = append(jobs, job{id, ch})
-	}
-	for _, j := range jobs {
-		if err := waitJob(ctx, b.host.Layout.UnitName(j.id), "start", j.ch); err != nil {
-			errs = append(errs, err)
+		if err := waitJob(ctx, b.host.Layout.UnitName(ids[i]), "start", ch); err != nil {
+			errs[i] = err
 		}
 	}
+	b.log.Info("started instances in one batch", "action", "start-many", "count", len(ids), "queued", queued, "done", time.Since(t0))
 	return errors.Join(errs...)
 }
 
