@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/ikabud/panel/internal/auth"
@@ -49,6 +50,14 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateReques
 	if err != nil {
 		return View{}, err
 	}
+	// A lock already held means another create (or a remove) of this id
+	// is in flight: a conflict, told at once rather than after waiting.
+	unlock, free := s.locks.TryLock(id)
+	if !free {
+		return View{}, fmt.Errorf("instance %s is being created or removed: %w", id, ErrConflict)
+	}
+	s.inflight.Add(1)
+	defer s.release(id, unlock)
 	row := store.Instance{
 		ID: string(id), OwnerID: req.OwnerID, CMS: string(spec.CMS), PHPVersion: string(spec.PHP),
 		Spec: string(specJSON), DesiredState: DesiredRunning, Phase: PhaseProvisioning, Generation: 1,
@@ -58,24 +67,20 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateReques
 		s.mu.Unlock()
 		return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
 	}
-	// Reserve the id in memory before the slow parts, so that two creates
-	// of one id cannot both go ahead.
-	e := &entry{row: row, spec: spec, status: procmgr.Status{ID: id, State: procmgr.StateProvisioning, Backend: s.backend.Name()}, busy: 1}
-	s.entries[id] = e
 	s.mu.Unlock()
-	defer s.end(id)
-
+	// Intent first: a panel killed from here on finds the row and finishes
+	// or rolls back the create.
 	if err := s.store.CreateInstance(ctx, &row); err != nil {
-		s.mu.Lock()
-		delete(s.entries, id)
-		s.mu.Unlock()
-		if errors.Is(err, store.ErrConflict) {
+		switch {
+		case errors.Is(err, store.ErrConflict):
 			return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
+		case errors.Is(err, store.ErrInvalid) && req.OwnerID != nil:
+			return View{}, &procmgr.FieldError{Field: "owner_id", Value: fmt.Sprint(*req.OwnerID), Rule: "must be the id of an existing user"}
 		}
 		return View{}, fmt.Errorf("instances: record %s: %w", id, err)
 	}
 	s.mu.Lock()
-	e.row = row
+	s.entries[id] = &entry{row: row, spec: spec, status: procmgr.Status{ID: id, State: procmgr.StateProvisioning, Backend: s.backend.Name()}}
 	s.mu.Unlock()
 	s.publish(id)
 
@@ -128,8 +133,14 @@ func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, de
 		return View{}, err
 	}
 	defer func() { s.audit(p, action, id, err, "") }()
-	s.begin(id)
-	defer s.end(id)
+	release, err := s.acquire(ctx, id)
+	if err != nil {
+		return View{}, err
+	}
+	defer release()
+	if _, _, _, _, ok := s.entryOf(id); !ok {
+		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
 	bctx, cancel := detached(ctx)
 	defer cancel()
 	if desired != "" {
@@ -163,11 +174,15 @@ func (s *Service) Start(ctx context.Context, p auth.Principal, id string) (View,
 // again if the host lost it (a restored database, a wiped machine). On an
 // instance that matches its spec it is a plain start.
 func (s *Service) startOrProvision(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	s.mu.Lock()
-	spec := s.entries[id].spec
-	s.entries[id].configStale = false
-	s.mu.Unlock()
-	return s.backend.Provision(ctx, spec)
+	_, spec, _, _, ok := s.entryOf(id)
+	if !ok {
+		return procmgr.Status{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	st, err := s.backend.Provision(ctx, spec)
+	if err == nil {
+		s.setConfigStale(id, false)
+	}
+	return st, err
 }
 
 // Stop stops an instance and records that it should stay stopped.
@@ -178,10 +193,7 @@ func (s *Service) Stop(ctx context.Context, p auth.Principal, id string) (View, 
 // Restart restarts an instance (starts it if stopped).
 func (s *Service) Restart(ctx context.Context, p auth.Principal, id string) (View, error) {
 	return s.power(ctx, p, id, "restart", DesiredRunning, func(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-		s.mu.RLock()
-		stale := s.entries[id].configStale
-		s.mu.RUnlock()
-		if stale {
+		if _, _, _, stale, _ := s.entryOf(id); stale {
 			if _, err := s.startOrProvision(ctx, id); err != nil {
 				return procmgr.Status{}, err
 			}
@@ -218,16 +230,20 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 	if err != nil {
 		return View{}, err
 	}
-	s.mu.RLock()
-	cur := s.entries[id].spec
-	s.mu.RUnlock()
+	release, err := s.acquire(ctx, id)
+	if err != nil {
+		return View{}, err
+	}
+	defer release()
+	row, cur, _, _, ok := s.entryOf(id)
+	if !ok {
+		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
 	next, err := procmgr.ParseSpec(string(id), in.Overlay(cur.Input()), s.backend.InstalledPHP())
 	if err != nil {
 		return View{}, err
 	}
 	defer func() { s.audit(p, "set", id, err, describeChange(cur, next)) }()
-	s.begin(id)
-	defer s.end(id)
 	bctx, cancel := detached(ctx)
 	defer cancel()
 	specJSON, err := procmgr.MarshalSpec(next)
@@ -241,20 +257,17 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 	}
 	s.mu.Lock()
 	s.entries[id].spec = next
-	desired := s.entries[id].row.DesiredState
 	s.mu.Unlock()
 
 	var st procmgr.Status
 	onlyLimits := cur.PHP == next.PHP && cur.Pool == next.Pool && envEqual(cur.Env, next.Env)
 	switch {
-	case onlyLimits || desired == DesiredStopped:
+	case onlyLimits || row.DesiredState == DesiredStopped:
 		st, err = s.backend.SetLimits(bctx, id, next.Limits)
 		if !onlyLimits {
 			// A stopped instance stays stopped; its new config is written
 			// at its next start.
-			s.mu.Lock()
-			s.entries[id].configStale = true
-			s.mu.Unlock()
+			s.setConfigStale(id, true)
 		}
 	default:
 		st, err = s.backend.Provision(bctx, next)
@@ -316,8 +329,14 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 		detail = "purge"
 	}
 	defer func() { s.audit(p, "remove", id, err, detail) }()
-	s.begin(id)
-	defer s.end(id)
+	release, err := s.acquire(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, _, _, _, ok := s.entryOf(id); !ok {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
 	bctx, cancel := detached(ctx)
 	defer cancel()
 	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseRemoving }); err != nil {
@@ -347,26 +366,43 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []str
 		}
 	}
 	s.mu.RUnlock()
-	defer func() { s.audit(p, "start-all", "", err, fmt.Sprintf("%d instances", len(ids))) }()
-	bctx, cancel := detached(ctx)
-	defer cancel()
+	defer func() { s.audit(p, "start-all", "", err, fmt.Sprintf("%d instances", len(started))) }()
+	// Locks in id order: every other action holds one lock at most, so this
+	// cannot deadlock.
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var todo []procmgr.InstanceID
 	for _, id := range ids {
-		s.begin(id)
-		defer s.end(id)
-		if err := s.saveRow(bctx, id, func(r *store.Instance) { r.DesiredState = DesiredRunning }); err != nil {
+		release, err := s.acquire(ctx, id)
+		if err != nil {
 			return nil, err
 		}
-		started = append(started, string(id))
+		defer release()
+		// Removed or started while this waited: skip it.
+		if row, _, st, _, ok := s.entryOf(id); ok && row.Phase == PhaseReady && st.State != procmgr.StateRunning {
+			todo = append(todo, id)
+			started = append(started, string(id))
+		}
 	}
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	// One transaction for all the intents, then one batch of start jobs.
+	if err := s.store.SetDesiredStates(bctx, started, DesiredRunning); err != nil {
+		return nil, fmt.Errorf("instances: record intent: %w", err)
+	}
+	s.mu.Lock()
+	for _, id := range todo {
+		if e, ok := s.entries[id]; ok {
+			e.row.DesiredState = DesiredRunning
+			e.row.Generation++
+		}
+	}
+	s.mu.Unlock()
 	// Instances whose config changed while stopped go through Provision;
 	// the rest start in one batch.
 	var batch []procmgr.InstanceID
 	var errs []error
-	for _, id := range ids {
-		s.mu.RLock()
-		stale := s.entries[id].configStale
-		s.mu.RUnlock()
-		if !stale {
+	for _, id := range todo {
+		if _, _, _, stale, _ := s.entryOf(id); !stale {
 			batch = append(batch, id)
 			continue
 		}

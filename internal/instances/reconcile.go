@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ikabud/panel/internal/auth"
@@ -30,7 +31,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.mu.RUnlock()
 
-	go s.reconcileLoop(ctx)
+	// The reconcile loop lives exactly as long as Run: it never writes after
+	// Run returned (and the caller closed the database).
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
+	defer func() { cancel(); wg.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -85,11 +92,13 @@ func (s *Service) load(ctx context.Context) error {
 }
 
 func (s *Service) enqueue(id procmgr.InstanceID) {
+	s.pending.Add(1)
 	select {
 	case s.reconcile <- id:
 	default:
 		// The queue is full: the loop is far behind and will see this
 		// instance's latest state when it gets to it anyway.
+		s.pending.Add(-1)
 	}
 }
 
@@ -100,6 +109,7 @@ func (s *Service) reconcileLoop(ctx context.Context) {
 			return
 		case id := <-s.reconcile:
 			s.reconcileOne(ctx, id)
+			s.pending.Add(-1)
 		}
 	}
 }
@@ -113,16 +123,23 @@ func (s *Service) reconcileLoop(ctx context.Context) {
 //     person to look at: restarting it here would undo the start limit;
 //   - ready and desired stopped: stop it if it runs.
 func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
-	s.mu.Lock()
-	e, ok := s.entries[id]
-	if !ok || e.busy > 0 {
+	unlock, locked := s.locks.TryLock(id)
+	if !locked {
+		// An action is in flight; look again when it ends.
+		s.mu.Lock()
+		if e, ok := s.entries[id]; ok {
+			e.dirty = true
+		}
 		s.mu.Unlock()
 		return
 	}
-	e.busy++
-	row, spec, state := e.row, e.spec, e.status.State
-	s.mu.Unlock()
-	defer s.end(id)
+	s.inflight.Add(1)
+	defer s.release(id, unlock)
+	row, spec, st, _, ok := s.entryOf(id)
+	if !ok {
+		return
+	}
+	state := st.State
 
 	bctx, cancel := context.WithTimeout(ctx, actionTimeout)
 	defer cancel()
@@ -173,23 +190,17 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 	}
 }
 
-// WaitIdle waits until no instance has an action in flight and the
-// reconcile queue is empty, or ctx ends. Tests and shutdown use it.
+// WaitIdle waits until no action holds a lock and the reconcile queue is
+// empty, or ctx ends. Tests and shutdown use it.
 func (s *Service) WaitIdle(ctx context.Context) error {
 	for {
-		s.mu.RLock()
-		busy := 0
-		for _, e := range s.entries {
-			busy += e.busy
-		}
-		s.mu.RUnlock()
-		if busy == 0 && len(s.reconcile) == 0 {
+		if s.inflight.Load() == 0 && s.pending.Load() == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

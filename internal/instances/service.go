@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ikabud/panel/internal/auth"
@@ -55,6 +56,7 @@ type Store interface {
 	ListInstances(ctx context.Context) ([]store.Instance, error)
 	UpdateInstance(ctx context.Context, inst *store.Instance) error
 	DeleteInstance(ctx context.Context, id string) error
+	SetDesiredStates(ctx context.Context, ids []string, desired string) error
 	AddAudit(ctx context.Context, ev *store.AuditEvent) error
 	ListAudit(ctx context.Context, instanceID string, limit int) ([]store.AuditEvent, error)
 }
@@ -94,7 +96,9 @@ type entry struct {
 	row    store.Instance
 	spec   procmgr.Spec
 	status procmgr.Status
-	busy   int // actions in flight; the reconciler leaves busy instances alone
+	// dirty: the reconciler skipped this instance while an action held
+	// its lock; it is queued again when the lock is released.
+	dirty bool
 	// configStale: the spec changed while the instance was stopped; its
 	// config is written at its next start.
 	configStale bool
@@ -117,6 +121,12 @@ type Service struct {
 
 	mu      sync.RWMutex
 	entries map[procmgr.InstanceID]*entry
+
+	// locks serialises actions per instance: a person's action and the
+	// reconciler never interleave their intent and backend calls.
+	locks    procmgr.Locks
+	inflight atomic.Int64 // actions holding a lock
+	pending  atomic.Int64 // ids queued for the reconciler and not yet done
 
 	views     procmgr.Fanout[View]
 	reconcile chan procmgr.InstanceID
@@ -307,19 +317,51 @@ func (s *Service) Audit(ctx context.Context, p auth.Principal, rawID string, lim
 	return s.store.ListAudit(ctx, rawID, limit)
 }
 
-// begin marks an instance busy for the reconciler; end undoes it.
-func (s *Service) begin(id procmgr.InstanceID) {
-	s.mu.Lock()
-	if e, ok := s.entries[id]; ok {
-		e.busy++
+// acquire takes id's action lock for an action a person asked for, waiting
+// behind the action in flight. The returned func releases it and queues a
+// reconcile that was skipped meanwhile.
+func (s *Service) acquire(ctx context.Context, id procmgr.InstanceID) (func(), error) {
+	unlock, err := s.locks.Lock(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: waiting for the action in flight: %w", id, err)
 	}
-	s.mu.Unlock()
+	s.inflight.Add(1)
+	return func() { s.release(id, unlock) }, nil
 }
 
-func (s *Service) end(id procmgr.InstanceID) {
+func (s *Service) release(id procmgr.InstanceID, unlock func()) {
+	unlock()
+	// Queue before counting the action done, so WaitIdle never sees a
+	// moment with nothing in flight and nothing queued in between.
+	defer s.inflight.Add(-1)
+	s.mu.Lock()
+	e, ok := s.entries[id]
+	dirty := ok && e.dirty
+	if dirty {
+		e.dirty = false
+	}
+	s.mu.Unlock()
+	if dirty {
+		s.enqueue(id)
+	}
+}
+
+// entry returns a copy of the parts of id's entry an action needs; ok is
+// false if the instance was removed meanwhile.
+func (s *Service) entryOf(id procmgr.InstanceID) (row store.Instance, spec procmgr.Spec, st procmgr.Status, stale bool, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.entries[id]
+	if !ok {
+		return row, spec, st, false, false
+	}
+	return e.row, e.spec, e.status, e.configStale, true
+}
+
+func (s *Service) setConfigStale(id procmgr.InstanceID, stale bool) {
 	s.mu.Lock()
 	if e, ok := s.entries[id]; ok {
-		e.busy--
+		e.configStale = stale
 	}
 	s.mu.Unlock()
 }

@@ -49,3 +49,25 @@ func (l *Locks) release(id InstanceID, lk *idLock) {
 		delete(l.locks, id)
 	}
 }
+
+// TryLock takes id's lock only if it is free at once.
+func (l *Locks) TryLock(id InstanceID) (func(), bool) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[InstanceID]*idLock{}
+	}
+	lk := l.locks[id]
+	if lk == nil {
+		lk = &idLock{ch: make(chan struct{}, 1)}
+		l.locks[id] = lk
+	}
+	lk.refs++
+	l.mu.Unlock()
+	select {
+	case lk.ch <- struct{}{}:
+		return func() { <-lk.ch; l.release(id, lk) }, true
+	default:
+		l.release(id, lk)
+		return nil, false
+	}
+}

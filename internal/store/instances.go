@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"gorm.io/gorm"
 )
 
 // MaxTextBytes bounds the free-text columns that carry messages from outside the panel
@@ -102,4 +104,32 @@ func (db *DB) DeleteInstance(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, op)
 	}
 	return nil
+}
+
+// maxBatch bounds the ids of one batched statement, well inside both
+// dialects' limits on bound parameters.
+const maxBatch = 500
+
+// SetDesiredStates records one desired state for many instances in a single
+// transaction (one fsync instead of one per instance), bumping each row's
+// generation. Ids with no row are ignored.
+func (db *DB) SetDesiredStates(ctx context.Context, ids []string, desired string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := db.now()
+	return translate(db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for start := 0; start < len(ids); start += maxBatch {
+			chunk := ids[start:min(start+maxBatch, len(ids))]
+			err := tx.Model(&Instance{}).Where("id IN ?", chunk).Updates(map[string]any{
+				"desired_state": desired,
+				"generation":    gorm.Expr("generation + 1"),
+				"updated_at":    now,
+			}).Error
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}), "set desired states")
 }

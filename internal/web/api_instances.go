@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -40,6 +41,11 @@ func bind(c echo.Context, v any) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			// The body limit's 413, met while reading.
+			return he
+		}
 		return echo.NewHTTPError(http.StatusBadRequest, "invalid JSON body: "+err.Error())
 	}
 	return nil

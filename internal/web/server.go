@@ -80,6 +80,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
+		// Requests inherit ctx, so long streams (log follow) end when
+		// the server stops.
+		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if uc, ok := c.(*net.UnixConn); ok {
 				if uid, err := peerUID(uc); err == nil {
@@ -131,8 +134,11 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return echo.NewHTTPError(http.StatusUnauthorized, "the API is served to local users over the panel's Unix socket; API tokens for TCP are not issued yet")
 		}
 		p, err := s.principals.PrincipalForUID(c.Request().Context(), uid)
-		if err != nil {
+		if errors.Is(err, auth.ErrUnknownUID) {
 			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("uid %d is not a panel user", uid))
+		}
+		if err != nil {
+			return fmt.Errorf("web: who is uid %d: %w", uid, err)
 		}
 		c.Set(principalKey, p)
 		return next(c)
