@@ -141,12 +141,16 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "ProtectSystem", "strict"),
 		o("Service", "ProtectHome", "yes"),
 		o("Service", "PrivateTmp", "yes"),
-		o("Service", "PrivateDevices", "yes"),
 		o("Service", "ProtectProc", "invisible"),
-		o("Service", "ProtectKernelTunables", "yes"),
+		// Device access is limited by the cgroup (null, zero, random, tty,
+		// ...), not by a private /dev: same effect for an unprivileged
+		// user, without the mounts. ProtectKernelTunables, ProtectKernelLogs
+		// and ProtectControlGroups are left out for the same reason: they
+		// remount /proc/sys, /sys and every cgroup hierarchy read-only, which
+		// the instance user cannot write anyway, and those remounts made a
+		// batch start of 200 instances take 5.5 s instead of 3 s here.
+		o("Service", "DevicePolicy", "closed"),
 		o("Service", "ProtectKernelModules", "yes"),
-		o("Service", "ProtectKernelLogs", "yes"),
-		o("Service", "ProtectControlGroups", "yes"),
 		o("Service", "ProtectClock", "yes"),
 		o("Service", "ProtectHostname", "yes"),
 		o("Service", "RestrictSUIDSGID", "yes"),
@@ -154,6 +158,9 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "RestrictNamespaces", "yes"),
 		o("Service", "LockPersonality", "yes"),
 		o("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+		o("Service", "SystemCallArchitectures", "native"),
+		o("Service", "SystemCallFilter", "@system-service"),
+		o("Service", "SystemCallErrorNumber", "EPERM"),
 		o("Service", "ReadWritePaths", l.InstancesRoot+"/%i"),
 	}
 }

@@ -490,7 +490,7 @@ func TestUnitTemplateOptions(t *testing.T) {
 			for name, want := range map[string]string{
 				"Type": "notify", "User": "ikabud-%i", "Group": "ikabud-%i", "Restart": "on-failure",
 				"NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "", "ProtectSystem": "strict",
-				"ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectProc": "invisible",
+				"ProtectHome": "yes", "PrivateTmp": "yes", "DevicePolicy": "closed", "SystemCallFilter": "@system-service", "ProtectProc": "invisible",
 				"RestrictSUIDSGID": "yes", "MemoryAccounting": "yes", "CPUAccounting": "yes", "TasksAccounting": "yes",
 				"MemoryMax": procmgr.Defaults.MemoryMax, "CPUQuota": procmgr.Defaults.CPUQuota, "TasksMax": procmgr.Defaults.TasksMax,
 				"RuntimeDirectoryMode": "0750", "ExecReload": "/bin/kill -USR2 $MAINPID",

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -24,18 +25,18 @@ type Backend struct {
 	locks procmgr.Locks
 	fan   procmgr.Fanout[procmgr.Event]
 
-	// updates receives PropertiesChanged of units from go-systemd's signal
-	// goroutine; it must never block, so it is large and drained at once.
-	updates chan *sd.PropertiesUpdate
-	errs    chan error
-
 	mu    sync.Mutex
 	last  map[procmgr.InstanceID]procmgr.Status   // last status published per instance
 	exits map[procmgr.InstanceID]procmgr.ExitInfo // last exit seen per instance
+	props map[procmgr.InstanceID]map[string]any   // cached unit properties, kept current by signals
 
 	refreshMu sync.Mutex
 	dirty     map[procmgr.InstanceID]bool
 	kick      chan struct{}
+	// batches counts StartMany calls in flight. While one runs, full
+	// re-reads wait: each is a GetAll that costs systemd CPU it needs for
+	// the starts. Events from the signals themselves still go out at once.
+	batches atomic.Int32
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -59,20 +60,14 @@ func New(ctx context.Context, opt Options) (*Backend, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{
-		host:    host,
-		log:     log.With("backend", "systemd"),
-		updates: make(chan *sd.PropertiesUpdate, 8192),
-		errs:    make(chan error, 16),
-		last:    map[procmgr.InstanceID]procmgr.Status{},
-		exits:   map[procmgr.InstanceID]procmgr.ExitInfo{},
-		dirty:   map[procmgr.InstanceID]bool{},
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-	}
-	b.conn.dialFunc = dial
-	b.conn.onNew = func(c *sd.Conn) error {
-		c.SetPropertiesSubscriber(b.updates, b.errs)
-		return c.Subscribe()
+		host:  host,
+		log:   log.With("backend", "systemd"),
+		last:  map[procmgr.InstanceID]procmgr.Status{},
+		exits: map[procmgr.InstanceID]procmgr.ExitInfo{},
+		props: map[procmgr.InstanceID]map[string]any{},
+		dirty: map[procmgr.InstanceID]bool{},
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
 	}
 	c, err := b.conn.get(ctx)
 	if err != nil {
@@ -340,6 +335,7 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 	b.mu.Lock()
 	delete(b.last, id)
 	delete(b.exits, id)
+	delete(b.props, id)
 	b.mu.Unlock()
 	b.fan.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.Name()}, At: time.Now()})
 	return nil
@@ -421,6 +417,13 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 		return err
 	}
 	t0 := time.Now()
+	b.batches.Add(1)
+	defer func() {
+		b.batches.Add(-1)
+		for _, id := range ids {
+			b.markDirty(id)
+		}
+	}()
 	chans := make([]chan string, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, 32)
@@ -431,7 +434,12 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 			continue
 		}
 		// A unit that hit its start limit refuses to start until reset.
-		_ = c.ResetFailedUnitContext(ctx, b.host.Layout.UnitName(id))
+		b.mu.Lock()
+		failed := b.props[id]["ActiveState"] == "failed"
+		b.mu.Unlock()
+		if failed {
+			_ = c.ResetFailedUnitContext(ctx, b.host.Layout.UnitName(id))
+		}
 		chans[i] = make(chan string, 1)
 		wg.Add(1)
 		sem <- struct{}{}
@@ -535,24 +543,47 @@ func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
 	return b.fan.Subscribe(ctx)
 }
 
-// readStatus reads one unit's properties in a single D-Bus call.
+// statusProps are the unit properties a Status is made of; the cache keeps
+// only these.
+var statusProps = map[string]bool{
+	"ActiveState": true, "SubState": true, "StateChangeTimestamp": true,
+	"MainPID": true, "NRestarts": true, "Result": true,
+	"ExecMainCode": true, "ExecMainStatus": true, "ExecMainExitTimestamp": true,
+	"ControlGroup": true, "MemoryCurrent": true, "CPUUsageNSec": true, "TasksCurrent": true,
+	"MemoryMax": true, "CPUQuotaPerSecUSec": true, "TasksMax": true,
+}
+
+// readStatus reads one unit's properties in a single D-Bus call and makes
+// them the instance's cached properties.
 func (b *Backend) readStatus(ctx context.Context, c *sd.Conn, id procmgr.InstanceID) (procmgr.Status, error) {
 	unit := b.host.Layout.UnitName(id)
-	props, err := c.GetAllPropertiesContext(ctx, unit)
+	all, err := c.GetAllPropertiesContext(ctx, unit)
 	if err != nil {
 		return procmgr.Status{}, fmt.Errorf("systemd: status of %s: %w", unit, err)
 	}
-	st := statusFromProps(id, props)
-	// systemd forgets how the last master ended as soon as the next one
-	// starts, so the backend remembers it from the moment it was seen.
+	props := make(map[string]any, len(statusProps))
+	for k := range statusProps {
+		if v, ok := all[k]; ok {
+			props[k] = v
+		}
+	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.props[id] = props
+	return b.statusLocked(id, props), nil
+}
+
+// statusLocked makes a Status of cached properties. systemd forgets how the
+// last master ended as soon as the next one starts, so the backend remembers
+// it from the moment it was seen.
+func (b *Backend) statusLocked(id procmgr.InstanceID, props map[string]any) procmgr.Status {
+	st := statusFromProps(id, props)
 	if st.LastExit != nil {
 		b.exits[id] = *st.LastExit
 	} else if ex, ok := b.exits[id]; ok {
 		st.LastExit = &ex
 	}
-	b.mu.Unlock()
-	return st, nil
+	return st
 }
 
 // refreshStatus reads and publishes the status if it changed.
@@ -565,16 +596,26 @@ func (b *Backend) refreshStatus(ctx context.Context, c *sd.Conn, id procmgr.Inst
 	return st, nil
 }
 
+// publishIfChanged publishes st unless it equals the last published status
+// (timestamps aside).
 func (b *Backend) publishIfChanged(st procmgr.Status) {
 	b.mu.Lock()
 	prev, ok := b.last[st.ID]
 	same := ok && prev.State == st.State && prev.MainPID == st.MainPID && prev.Restarts == st.Restarts &&
-		prev.SubState == st.SubState && prev.Limits == st.Limits
+		prev.SubState == st.SubState && prev.Limits == st.Limits && prev.MemoryBytes == st.MemoryBytes &&
+		prev.CPUUsage == st.CPUUsage && prev.Tasks == st.Tasks && exitEqual(prev.LastExit, st.LastExit)
 	b.last[st.ID] = st
 	b.mu.Unlock()
 	if !same {
 		b.fan.Publish(procmgr.Event{Status: st, At: time.Now()})
 	}
+}
+
+func exitEqual(a, b *procmgr.ExitInfo) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 const nsecNotSet = ^uint64(0)

@@ -5,69 +5,119 @@ package systemd
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
-// conn keeps one D-Bus connection to systemd and makes a new one when it was
-// closed (systemd restarted, daemon-reexec). Callers get the current
-// connection; a signal subscription is set up again on every new connection.
+// conn is the backend's one D-Bus connection to systemd, for method calls
+// (through go-systemd) and for unit signals alike. On systemd's private
+// socket every signal is sent to every connection, so each extra connection
+// would make systemd write, and the panel decode, every signal once more; a
+// batch start of 200 instances emits thousands.
+//
+// go-systemd's own signal handling is used only for job results; unit
+// changes are read from the signals here, because go-systemd's properties
+// subscriber passes on only the Unit interface and makes a GetUnit call for
+// every job that ends. Both the Unit interface (ActiveState, SubState) and
+// the Service interface (MainPID, NRestarts, ExecMain*, Result) emit their
+// changes, so an instance's status follows from signals alone.
+//
+// A closed connection (systemd re-executed) is made again on the next call;
+// the watch loop then takes the new signal channel and re-reads everything.
 type conn struct {
-	mu       sync.Mutex
-	c        *sd.Conn
-	onNew    func(*sd.Conn) error // subscribes to signals on a fresh connection
-	dialFunc func(context.Context) (*sd.Conn, error)
+	mu  sync.Mutex
+	sd  *sd.Conn
+	raw *godbus.Conn
+	ch  chan *godbus.Signal
+	gen int // bumped on every new connection
 }
+
+// signalBuffer is the signal channel's capacity. godbus never drops a
+// signal: past this it parks each in a goroutine until the watch loop reads.
+const signalBuffer = 8192
 
 func (c *conn) get(ctx context.Context) (*sd.Conn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.c != nil && c.c.Connected() {
-		return c.c, nil
+	if c.sd != nil && c.raw.Connected() {
+		return c.sd, nil
 	}
-	if c.c != nil {
-		c.c.Close()
-		c.c = nil
+	if c.sd != nil {
+		c.sd.Close()
+		c.sd, c.raw = nil, nil
 	}
-	nc, err := c.dialFunc(ctx)
+	raw, err := dialRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("systemd: connect to systemd over D-Bus: %w", err)
 	}
-	if c.onNew != nil {
-		if err := c.onNew(nc); err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("systemd: subscribe to signals: %w", err)
-		}
+	ch := make(chan *godbus.Signal, signalBuffer)
+	raw.Signal(ch)
+	// On the private socket systemd sends signals to every client; on the
+	// system bus the match and Subscribe are needed. Each is harmless on
+	// the other.
+	_ = raw.AddMatchSignal(godbus.WithMatchInterface("org.freedesktop.DBus.Properties"), godbus.WithMatchMember("PropertiesChanged"))
+	obj := raw.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+	if err := obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("systemd: subscribe to unit signals: %w", err)
 	}
-	c.c = nc
-	return nc, nil
+	// go-systemd asks for two connections (calls and signals); it gets the
+	// same one twice.
+	sc, err := sd.NewConnection(func() (*godbus.Conn, error) { return raw, nil })
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("systemd: %w", err)
+	}
+	c.sd, c.raw, c.ch = sc, raw, ch
+	c.gen++
+	return sc, nil
+}
+
+// signals returns the current connection's signal channel and generation.
+func (c *conn) signals() (<-chan *godbus.Signal, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch, c.gen
+}
+
+func (c *conn) connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.raw != nil && c.raw.Connected()
 }
 
 func (c *conn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.c != nil {
-		c.c.Close()
-		c.c = nil
+	if c.sd != nil {
+		c.sd.Close()
+		c.sd, c.raw = nil, nil
 	}
 }
 
-// dial connects straight to systemd's private socket when root (no
+// dialRaw connects straight to systemd's private socket when root (no
 // dbus-daemon needed), and falls back to the system bus.
-func dial(ctx context.Context) (*sd.Conn, error) {
-	c, err := sd.NewSystemdConnectionContext(ctx)
+func dialRaw(ctx context.Context) (*godbus.Conn, error) {
+	conn, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
 	if err == nil {
-		return c, nil
+		// No Hello on the private socket: it is not a bus.
+		if err = conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err == nil {
+			return conn, nil
+		}
+		conn.Close()
 	}
-	c2, err2 := sd.NewSystemConnectionContext(ctx)
-	if err2 != nil {
-		return nil, errors.Join(err, err2)
+	bus, berr := godbus.ConnectSystemBus(godbus.WithContext(ctx))
+	if berr != nil {
+		return nil, fmt.Errorf("%w (system bus: %v)", err, berr)
 	}
-	return c2, nil
+	return bus, nil
 }
 
 // waitJob waits for a job's result on ch (capacity 1, so go-systemd never
@@ -87,4 +137,29 @@ func waitJob(ctx context.Context, unit, verb string, ch <-chan string) error {
 	case <-t.C:
 		return fmt.Errorf("systemd: %s %s: no job result after 60s", verb, unit)
 	}
+}
+
+const unitPathPrefix = "/org/freedesktop/systemd1/unit/"
+
+// unitFromPath turns a unit object path back into the unit name: systemd
+// escapes every byte that is not a letter or digit as _xx.
+func unitFromPath(p godbus.ObjectPath) (string, bool) {
+	esc, ok := strings.CutPrefix(string(p), unitPathPrefix)
+	if !ok {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(esc); i++ {
+		if esc[i] == '_' && i+2 < len(esc) {
+			n, err := strconv.ParseUint(esc[i+1:i+3], 16, 8)
+			if err != nil {
+				return "", false
+			}
+			b.WriteByte(byte(n))
+			i += 2
+			continue
+		}
+		b.WriteByte(esc[i])
+	}
+	return b.String(), true
 }

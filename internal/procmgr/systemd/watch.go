@@ -2,6 +2,8 @@ package systemd
 
 import (
 	"context"
+
+	godbus "github.com/godbus/dbus/v5"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,62 +13,125 @@ import (
 	"github.com/ikabud/panel/internal/procmgr"
 )
 
-// watch turns systemd's PropertiesChanged signals into events. The Unit
-// interface's signal carries ActiveState and SubState; an event with those is
-// published at once, and the instance is queued for a full re-read (MainPID,
-// restarts, exit status) that the refresher publishes next.
+// usageInterval is how often memory, CPU and task figures of running
+// instances are read from their cgroups (files, not D-Bus) and published.
+const usageInterval = 5 * time.Second
+
+// watch turns systemd's PropertiesChanged signals into events. Both the Unit
+// interface (ActiveState, SubState) and the Service interface (MainPID,
+// NRestarts, ExecMain*, Result) emit their changes, so a signal is merged
+// into the instance's cached properties and the new status is published at
+// once, with no call back to systemd. An instance not yet cached is queued
+// for a full read.
 func (b *Backend) watch() {
 	defer b.done.Done()
 	health := time.NewTicker(2 * time.Second)
 	defer health.Stop()
+	usage := time.NewTicker(usageInterval)
+	defer usage.Stop()
+	signals, gen := b.conn.signals()
 	for {
 		select {
 		case <-b.stop:
 			return
-		case u := <-b.updates:
-			id, ok := b.host.Layout.InstanceFromUnit(u.UnitName)
+		case sig, ok := <-signals:
 			if !ok {
+				signals = nil
 				continue
 			}
-			b.mu.Lock()
-			st, known := b.last[id]
-			b.mu.Unlock()
-			if known {
-				if v, ok := u.Changed["ActiveState"]; ok {
-					st.ActiveState, _ = v.Value().(string)
-				}
-				if v, ok := u.Changed["SubState"]; ok {
-					st.SubState, _ = v.Value().(string)
-				}
-				st.State = mapState(st.ActiveState, st.SubState, "")
-				if st.State != procmgr.StateRunning {
-					// The old PID is gone or about to be.
-					st.MainPID = 0
-				}
-				b.publishIfChanged(st)
-			}
-			b.markDirty(id)
-		case err := <-b.errs:
-			// The update channel overflowed: re-read everything.
-			b.log.Warn("missed unit signals; resynchronising", "err", err)
-			b.markAllDirty()
+			b.handleSignal(sig)
+		case <-usage.C:
+			b.refreshUsage()
 		case <-health.C:
-			// A closed connection delivers no signals; reconnecting
-			// subscribes again, and a full re-read covers the gap.
+			// A closed connection delivers no signals; a new one (made
+			// here, or by any call since) brings a new channel, and a
+			// re-read of every instance covers the gap.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			b.conn.mu.Lock()
-			lost := b.conn.c == nil || !b.conn.c.Connected()
-			b.conn.mu.Unlock()
-			if lost {
-				if _, err := b.conn.get(ctx); err == nil {
-					b.log.Info("reconnected to systemd")
-					b.markAllDirty()
-				} else {
-					b.log.Warn("systemd connection lost", "err", err)
-				}
-			}
+			_, err := b.conn.get(ctx)
 			cancel()
+			if err != nil {
+				b.log.Warn("systemd connection lost", "err", err)
+				continue
+			}
+			if ch, g := b.conn.signals(); g != gen {
+				b.log.Info("reconnected to systemd")
+				signals, gen = ch, g
+				b.markAllDirty()
+			}
 		}
+	}
+}
+
+func (b *Backend) handleSignal(sig *godbus.Signal) {
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 3 {
+		return
+	}
+	iface, _ := sig.Body[0].(string)
+	if iface != "org.freedesktop.systemd1.Unit" && iface != "org.freedesktop.systemd1.Service" {
+		return
+	}
+	unit, ok := unitFromPath(sig.Path)
+	if !ok {
+		return
+	}
+	id, ok := b.host.Layout.InstanceFromUnit(unit)
+	if !ok {
+		return
+	}
+	changed, _ := sig.Body[1].(map[string]godbus.Variant)
+	invalidated, _ := sig.Body[2].([]string)
+	b.mu.Lock()
+	props, cached := b.props[id]
+	if !cached {
+		b.mu.Unlock()
+		b.markDirty(id)
+		return
+	}
+	for k, v := range changed {
+		if statusProps[k] {
+			props[k] = v.Value()
+		}
+	}
+	st := b.statusLocked(id, props)
+	b.mu.Unlock()
+	b.publishIfChanged(st)
+	for _, k := range invalidated {
+		if statusProps[k] {
+			b.markDirty(id)
+			break
+		}
+	}
+}
+
+// refreshUsage reads memory, CPU and tasks of every running instance from
+// its cgroup and publishes what changed.
+func (b *Backend) refreshUsage() {
+	type item struct {
+		id procmgr.InstanceID
+		cg string
+	}
+	var items []item
+	b.mu.Lock()
+	for id, p := range b.props {
+		if a, _ := p["ActiveState"].(string); a == "active" {
+			if cg, _ := p["ControlGroup"].(string); cg != "" {
+				items = append(items, item{id, cg})
+			}
+		}
+	}
+	b.mu.Unlock()
+	for _, it := range items {
+		mem, cpu, tasks := cgroupMemory(it.cg), cgroupCPU(it.cg), cgroupTasks(it.cg)
+		b.mu.Lock()
+		p, ok := b.props[it.id]
+		if !ok {
+			b.mu.Unlock()
+			continue
+		}
+		p["MemoryCurrent"], p["CPUUsageNSec"], p["TasksCurrent"] = mem, uint64(cpu), tasks
+		st := b.statusLocked(it.id, p)
+		b.mu.Unlock()
+		b.publishIfChanged(st)
 	}
 }
 
@@ -98,6 +163,13 @@ func (b *Backend) refresher() {
 		case <-b.stop:
 			return
 		case <-b.kick:
+		}
+		for b.batches.Load() > 0 {
+			select {
+			case <-b.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
 		b.refreshMu.Lock()
 		ids := make([]procmgr.InstanceID, 0, len(b.dirty))
@@ -157,6 +229,19 @@ func cgroupCPU(cg string) time.Duration {
 	}
 	if v, err := readUint(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage")); err == nil {
 		return time.Duration(v)
+	}
+	return 0
+}
+
+// cgroupTasks reads the number of tasks of a cgroup (pids controller).
+func cgroupTasks(cg string) uint64 {
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup", cg, "pids.current"),
+		filepath.Join("/sys/fs/cgroup/pids", cg, "pids.current"),
+	} {
+		if v, err := readUint(p); err == nil {
+			return v
+		}
 	}
 	return 0
 }
