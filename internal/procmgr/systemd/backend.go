@@ -234,6 +234,7 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	unit := b.host.Layout.UnitName(id)
 	ch := make(chan string, 1)
 	var err error
+	var old []int
 	switch verb {
 	case "start", "restart":
 		// A unit that hit its start limit refuses to start until reset.
@@ -246,6 +247,10 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 			_, err = c.RestartUnitContext(ctx, unit, "replace", ch)
 		}
 	case "reload":
+		// php-fpm reloads (USR2) by letting its workers finish, then
+		// re-executing the master. Until the old workers are gone a ping
+		// may still be answered by the old config, so they are waited for.
+		old = b.workerPIDs(id)
 		_, err = c.ReloadUnitContext(ctx, unit, "replace", ch)
 	}
 	if err != nil {
@@ -256,6 +261,9 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if err := waitGone(rctx, old); err != nil {
+		return fmt.Errorf("systemd: %s %s: old workers did not exit: %w", verb, unit, err)
+	}
 	if err := procmgr.WaitReady(rctx, b.host.Layout.SocketPath(id)); err != nil {
 		return fmt.Errorf("systemd: %s %s: pool not answering: %w", verb, unit, err)
 	}
@@ -281,6 +289,36 @@ func (b *Backend) applyLimits(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	got := limitPropsFrom(props)
 	if got != want {
 		return fmt.Errorf("systemd: limits of %s not applied: asked %+v, systemd has %+v", unit, want, got)
+	}
+	return nil
+}
+
+// workerPIDs lists the processes of the instance's cgroup other than the
+// master.
+func (b *Backend) workerPIDs(id procmgr.InstanceID) []int {
+	b.mu.Lock()
+	cg, _ := b.props[id]["ControlGroup"].(string)
+	main, _ := b.props[id]["MainPID"].(uint32)
+	b.mu.Unlock()
+	var out []int
+	for _, pid := range cgroupPIDs(cg) {
+		if pid != int(main) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitGone waits until none of pids is alive (zombies count as gone).
+func waitGone(ctx context.Context, pids []int) error {
+	for _, pid := range pids {
+		for processAlive(pid) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
 	}
 	return nil
 }

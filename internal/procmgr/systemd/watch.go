@@ -246,6 +246,42 @@ func cgroupTasks(cg string) uint64 {
 	return 0
 }
 
+// cgroupPIDs lists the processes of a cgroup.
+func cgroupPIDs(cg string) []int {
+	if cg == "" {
+		return nil
+	}
+	for _, p := range []string{
+		filepath.Join("/sys/fs/cgroup", cg, "cgroup.procs"),
+		filepath.Join("/sys/fs/cgroup/unified", cg, "cgroup.procs"),
+		filepath.Join("/sys/fs/cgroup/systemd", cg, "cgroup.procs"),
+	} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var pids []int
+		for _, f := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		return pids
+	}
+	return nil
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	i := strings.LastIndexByte(string(data), ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
+}
+
 func readUint(p string) (uint64, error) {
 	data, err := os.ReadFile(p)
 	if err != nil {

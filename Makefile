@@ -1,0 +1,38 @@
+# Entry points for people and CI. `make test` is what CI runs (.ci/run); see scripts/ for what each step does.
+
+# Go lives in /usr/local/go/bin on these machines, which a non-login shell may not have on its PATH.
+ifeq ($(filter /usr/local/go/bin,$(subst :, ,$(PATH))),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+
+GO ?= go
+# extra arguments for go test, e.g. make test ARGS='-run TestStart ./internal/procmgr/...'
+ARGS ?=
+
+.DEFAULT_GOAL := build
+.PHONY: build test bench run fmt vet templ-check
+
+build:
+	$(GO) build -o bin/panel ./cmd/panel
+
+test:
+	scripts/test.sh $(ARGS)
+
+# Placeholder: the benchmark command is still to be written.
+bench:
+	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
+
+# Placeholder: runs the daemon with its defaults (SQLite in the working directory).
+run: build
+	bin/panel serve
+
+fmt:
+	find . -path ./.git -prune -o -path '*/testdata' -prune -o -path ./vendor -prune -o \
+		-name '*.go' -type f -print0 | xargs -0 -r gofmt -w
+
+vet:
+	$(GO) vet ./...
+
+# Placeholder: will regenerate the templ components and fail if the committed output differs.
+templ-check:
+	@:
