@@ -23,6 +23,8 @@ import (
 // inside a directory a tenant can write.
 type Host struct {
 	Layout Layout
+	// FPM says how configs are rendered for the backend using this host.
+	FPM FPMOptions
 	// userMu serialises useradd/userdel/gpasswd, which lock /etc/passwd and
 	// fail rather than wait when another holds the lock.
 	userMu sync.Mutex
@@ -38,7 +40,7 @@ func NewHost(l Layout) (*Host, error) {
 			return nil, fmt.Errorf("procmgr: %w", err)
 		}
 	}
-	return &Host{Layout: l}, nil
+	return &Host{Layout: l, FPM: FPMOptions{ErrorLog: ErrorLogSyslog}}, nil
 }
 
 // userComment marks a Unix user as made by the panel for one instance, so the
@@ -249,7 +251,7 @@ func (h *Host) WriteConfig(u InstanceUser, spec Spec) (bool, error) {
 	if err := os.Chmod(dir, 0o750); err != nil {
 		return false, fmt.Errorf("procmgr: %w", err)
 	}
-	changed, err := WriteFileAtomic(h.Layout.FPMConfigPath(spec.ID), RenderFPMConfig(h.Layout, spec), 0, u.GID, 0o640)
+	changed, err := WriteFileAtomic(h.Layout.FPMConfigPath(spec.ID), RenderFPMConfigWith(h.Layout, spec, h.FPM), 0, u.GID, 0o640)
 	if err != nil {
 		return false, err
 	}

@@ -16,21 +16,47 @@ type FPMDirective struct {
 	Value   string
 }
 
-// FPMDirectives is the php-fpm master config of an instance as data: the
-// renderer writes exactly these lines, and the fuzz tests parse the rendered
-// file back and compare it with this list.
+// FPMOptions are what differs in the php-fpm config between backends.
+type FPMOptions struct {
+	// ErrorLog is where the master writes errors and the workers' output:
+	// ErrorLogSyslog or ErrorLogStderr.
+	ErrorLog string
+}
+
+// The error_log targets.
+const (
+	// ErrorLogSyslog: under systemd stderr is a journald stream that
+	// php-fpm cannot reopen (ENXIO), so errors go to syslog, which lands in
+	// the unit's journal.
+	ErrorLogSyslog = "syslog"
+	// ErrorLogStderr: under the built-in supervisor stderr is a pipe (a
+	// FIFO) that the panel reads.
+	ErrorLogStderr = "/proc/self/fd/2"
+)
+
+// FPMDirectives is the php-fpm master config of an instance under systemd,
+// as data.
 func FPMDirectives(l Layout, s Spec) []FPMDirective {
+	return FPMDirectivesWith(l, s, FPMOptions{ErrorLog: ErrorLogSyslog})
+}
+
+// FPMDirectivesWith is the php-fpm master config of an instance as data:
+// the renderer writes exactly these lines, and the fuzz tests parse the
+// rendered file back and compare it with this list.
+func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 	id := s.ID
 	var d []FPMDirective
 	g := func(k, v string) { d = append(d, FPMDirective{"global", k, v}) }
 	p := func(k, v string) { d = append(d, FPMDirective{string(id), k, v}) }
 
 	g("pid", l.PIDPath(id))
-	// Under systemd stderr is a journald stream that php-fpm cannot reopen
-	// (ENXIO), so errors go to syslog, which lands in the unit's journal.
-	g("error_log", "syslog")
-	g("syslog.ident", id.UserName())
-	g("syslog.facility", "daemon")
+	if opt.ErrorLog == ErrorLogStderr {
+		g("error_log", ErrorLogStderr)
+	} else {
+		g("error_log", ErrorLogSyslog)
+		g("syslog.ident", id.UserName())
+		g("syslog.facility", "daemon")
+	}
 	g("log_level", "notice")
 	g("log_limit", "4096")
 	g("daemonize", "no")
@@ -79,14 +105,19 @@ func FPMDirectives(l Layout, s Spec) []FPMDirective {
 	return d
 }
 
-// RenderFPMConfig writes an instance's whole php-fpm master config: one
-// [global] section and one pool named after the instance.
+// RenderFPMConfig writes an instance's whole php-fpm master config under
+// systemd: one [global] section and one pool named after the instance.
 func RenderFPMConfig(l Layout, s Spec) []byte {
+	return RenderFPMConfigWith(l, s, FPMOptions{ErrorLog: ErrorLogSyslog})
+}
+
+// RenderFPMConfigWith writes an instance's whole php-fpm master config.
+func RenderFPMConfigWith(l Layout, s Spec, opt FPMOptions) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "; php-fpm master config of instance %s, written by Ikabud Panel.\n", s.ID)
 	b.WriteString("; Do not edit: the panel rewrites it from its database.\n")
 	section := ""
-	for _, d := range FPMDirectives(l, s) {
+	for _, d := range FPMDirectivesWith(l, s, opt) {
 		if d.Section != section {
 			if section != "" {
 				b.WriteString("\n")

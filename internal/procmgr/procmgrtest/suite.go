@@ -250,9 +250,20 @@ func testProvisionChanged(e *env) {
 	if _, err := e.b.Provision(e.ctx(), spec2); err != nil {
 		e.t.Fatalf("provision changed spec: %v", err)
 	}
-	ps, err := procmgr.FetchPoolStatus(e.ctx(), e.l.SocketPath(spec.ID))
-	if err != nil {
-		e.t.Fatalf("pool status: %v", err)
+	// The reloaded master answers as soon as its first worker is forked;
+	// the rest of a static pool follows within milliseconds.
+	var ps *procmgr.PoolStatus
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var err error
+		ps, err = procmgr.FetchPoolStatus(e.ctx(), e.l.SocketPath(spec.ID))
+		if err != nil {
+			e.t.Fatalf("pool status: %v", err)
+		}
+		if (ps.ProcessManager == "static" && ps.TotalProcesses == 2) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if ps.ProcessManager != "static" || ps.TotalProcesses != 2 {
 		e.t.Errorf("after changed spec pool is %s with %d processes, want static with 2", ps.ProcessManager, ps.TotalProcesses)
@@ -535,9 +546,17 @@ func testDeprovisionKeeps(e *env) {
 func testHealth(e *env) {
 	t := e.t
 	spec, _ := e.provision("hl", procmgr.SpecInput{PM: "static", MaxChildren: "3"})
-	h, err := e.b.Health(e.ctx(), spec.ID)
-	if err != nil {
-		t.Fatal(err)
+	var h procmgr.Health
+	// A static pool answers once its first worker is forked; the others
+	// follow within milliseconds.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		if h, err = e.b.Health(e.ctx(), spec.ID); err != nil {
+			t.Fatal(err)
+		}
+		if (h.Pool != nil && h.Pool.TotalProcesses == 3) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if !h.Healthy || h.Pool == nil {
 		t.Fatalf("health %+v, want healthy with pool status", h)
