@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = cmdServe(args[1:], stderr)
+		err = cmdServe(args[1:], stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(args[1:], stdout)
 	case "user":

@@ -34,9 +34,10 @@ type serveConfig struct {
 	db       string
 	listen   string
 	socket   string
-	backend  string
-	logLevel string
-	layout   procmgr.Layout
+	backend   string
+	logLevel  string
+	initAdmin string
+	layout    procmgr.Layout
 }
 
 func parseServe(args []string) (serveConfig, error) {
@@ -48,6 +49,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "root-only Unix socket for the command line")
 	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto or systemd")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
 	fs.StringVar(&cfg.layout.InstancesRoot, "instances-root", envOr("IKABUD_INSTANCES_ROOT", d.InstancesRoot), "where instance files live")
 	fs.StringVar(&cfg.layout.ConfigRoot, "config-root", envOr("IKABUD_CONFIG_ROOT", d.ConfigRoot), "where per-instance php-fpm configs live")
 	fs.StringVar(&cfg.layout.RuntimeRoot, "runtime-root", envOr("IKABUD_RUNTIME_ROOT", d.RuntimeRoot), "runtime directory (sockets), directly under /run")
@@ -108,7 +110,28 @@ func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instan
 	return nil, nil, fmt.Errorf("%w: --backend must be auto or systemd (got %q)", errUsage, cfg.backend)
 }
 
-func cmdServe(args []string, stderr io.Writer) error {
+// initAdmin creates the first admin on a database that has no users yet,
+// and prints its password: the only time it is shown.
+func initAdmin(ctx context.Context, db *store.DB, a *auth.Service, name string, stdout io.Writer) error {
+	users, err := db.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return nil
+	}
+	password, err := auth.GeneratePassword()
+	if err != nil {
+		return err
+	}
+	if _, err := a.AddUser(ctx, name, auth.RoleAdmin, password, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Created the first admin: user %s, password %s (shown once)\n", name, password)
+	return nil
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args)
 	if err != nil {
 		return err
@@ -134,6 +157,12 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	authSvc := auth.NewService(db, log)
+	if cfg.initAdmin != "" {
+		if err := initAdmin(ctx, db, authSvc, cfg.initAdmin, stdout); err != nil {
+			return err
+		}
+	}
 	backend, closeBackend, err := openBackend(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -149,7 +178,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	case err := <-runErr:
 		return err
 	}
-	srv := web.New(web.Options{Instances: svc, Principals: auth.NewService(db, log), Log: log, Version: version})
+	srv := web.New(web.Options{Instances: svc, Principals: authSvc, Log: log, Version: version})
 
 	unixLn, err := listenUnix(cfg.socket)
 	if err != nil {
@@ -164,6 +193,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	go func() { errs <- srv.Serve(ctx, unixLn) }()
 	go func() { errs <- srv.Serve(ctx, tcpLn) }()
 	log.Info("panel serving", "http", "http://"+tcpLn.Addr().String(), "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
+	fmt.Fprintf(stdout, "Ikabud Panel is running at http://%s (backend %s); the command line talks to %s\n", tcpLn.Addr(), backend.Name(), cfg.socket)
 
 	select {
 	case <-ctx.Done():

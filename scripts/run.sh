@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# run.sh: `make run`. On a fresh machine like these: installs PHP-FPM from Debian's archive when missing, builds the panel, and runs `panel serve` in the
+# foreground with its defaults: SQLite at /var/lib/ikabud/panel.db, systemd when the host was booted with it and the
+# built-in supervisor otherwise, HTTP on 127.0.0.1:8080, the command line's socket at /run/ikabud/panel.sock. On a
+# database with no users it creates the admin `admin` and prints its password, once.
+#
+#   scripts/run.sh [serve flags...]     e.g. scripts/run.sh --backend supervise
+set -euo pipefail
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+
+[[ $(id -u) == 0 ]] || {
+	echo "run: panel serve creates Unix users and services: run it as root" >&2
+	exit 1
+}
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+check_go
+missing=()
+[[ -x /usr/sbin/php-fpm8.2 ]] || missing+=(php8.2-fpm)
+[[ -x /usr/bin/php8.2 ]] || missing+=(php8.2-cli)
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+
+go build -o bin/panel ./cmd/panel
+echo "run: starting the panel; in another terminal try: bin/panel create wp-test-001 --cms wordpress" >&2
+exec bin/panel serve --init-admin admin "$@"
