@@ -18,9 +18,10 @@ type idLock struct {
 	refs int
 }
 
-// Lock waits for id's lock or for ctx to end; the returned func releases it.
-func (l *Locks) Lock(ctx context.Context, id InstanceID) (func(), error) {
+// ref returns id's lock, counted so that it is forgotten when unused.
+func (l *Locks) ref(id InstanceID) *idLock {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.locks == nil {
 		l.locks = map[InstanceID]*idLock{}
 	}
@@ -30,8 +31,12 @@ func (l *Locks) Lock(ctx context.Context, id InstanceID) (func(), error) {
 		l.locks[id] = lk
 	}
 	lk.refs++
-	l.mu.Unlock()
+	return lk
+}
 
+// Lock waits for id's lock or for ctx to end; the returned func releases it.
+func (l *Locks) Lock(ctx context.Context, id InstanceID) (func(), error) {
+	lk := l.ref(id)
 	select {
 	case lk.ch <- struct{}{}:
 		return func() { <-lk.ch; l.release(id, lk) }, nil
@@ -41,33 +46,23 @@ func (l *Locks) Lock(ctx context.Context, id InstanceID) (func(), error) {
 	}
 }
 
-func (l *Locks) release(id InstanceID, lk *idLock) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lk.refs--
-	if lk.refs == 0 {
-		delete(l.locks, id)
-	}
-}
-
 // TryLock takes id's lock only if it is free at once.
 func (l *Locks) TryLock(id InstanceID) (func(), bool) {
-	l.mu.Lock()
-	if l.locks == nil {
-		l.locks = map[InstanceID]*idLock{}
-	}
-	lk := l.locks[id]
-	if lk == nil {
-		lk = &idLock{ch: make(chan struct{}, 1)}
-		l.locks[id] = lk
-	}
-	lk.refs++
-	l.mu.Unlock()
+	lk := l.ref(id)
 	select {
 	case lk.ch <- struct{}{}:
 		return func() { <-lk.ch; l.release(id, lk) }, true
 	default:
 		l.release(id, lk)
 		return nil, false
+	}
+}
+
+func (l *Locks) release(id InstanceID, lk *idLock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lk.refs--
+	if lk.refs == 0 {
+		delete(l.locks, id)
 	}
 }

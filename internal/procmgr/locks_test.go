@@ -1,0 +1,108 @@
+package procmgr_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ikabud/panel/internal/procmgr"
+)
+
+func TestLocksSerialisePerInstance(t *testing.T) {
+	var l procmgr.Locks
+	ctx := context.Background()
+	unlockA, err := l.Lock(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.TryLock("a"); ok {
+		t.Fatal("TryLock took a held lock")
+	}
+	// Another instance is not held up.
+	unlockB, ok := l.TryLock("b")
+	if !ok {
+		t.Fatal("lock of b blocked by a")
+	}
+	unlockB()
+	// A waiter gives up when its context ends.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := l.Lock(short, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting on a held lock: %v, want deadline exceeded", err)
+	}
+	got := make(chan struct{})
+	go func() {
+		unlock, err := l.Lock(ctx, "a")
+		if err == nil {
+			unlock()
+		}
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("second holder got the lock while the first held it")
+	case <-time.After(20 * time.Millisecond):
+	}
+	unlockA()
+	select {
+	case <-got:
+	case <-time.After(time.Second):
+		t.Fatal("waiter never got the released lock")
+	}
+	if u, ok := l.TryLock("a"); !ok {
+		t.Fatal("lock not free after both released it")
+	} else {
+		u()
+	}
+}
+
+func TestFanoutDropsOldestForSlowReader(t *testing.T) {
+	var f procmgr.Fanout[int]
+	ctx, cancel := context.WithCancel(context.Background())
+	slow := f.Subscribe(ctx)
+	for i := 0; i < procmgr.SubscriberBuffer+10; i++ {
+		f.Publish(i) // never blocks, though nobody reads
+	}
+	if first := <-slow; first != 10 {
+		t.Errorf("oldest kept value %d, want 10 (the first 10 dropped)", first)
+	}
+	cancel()
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case _, ok := <-slow:
+			if !ok {
+				f.Close()
+				select {
+				case _, ok := <-f.Subscribe(context.Background()):
+					if ok {
+						t.Error("subscribe after Close gave a value")
+					}
+				default:
+					t.Error("subscribe after Close gave an open channel")
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("channel not closed after its context ended")
+		}
+	}
+}
+
+func TestFanoutBoundsSubscribers(t *testing.T) {
+	var f procmgr.Fanout[int]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < procmgr.MaxSubscribers; i++ {
+		f.Subscribe(ctx)
+	}
+	select {
+	case _, ok := <-f.Subscribe(ctx):
+		if ok {
+			t.Error("subscriber past the limit got a value")
+		}
+	default:
+		t.Error("subscriber past the limit got an open channel")
+	}
+}
