@@ -99,7 +99,12 @@ stage1() {
 	cg="$(cat "$state/cgroup")"
 	while read -r mp fstype opts; do
 		dir="$mp/$CGROUP_PARENT/$cg/payload"
-		mkdir -p "$dir" "$mp/$CGROUP_PARENT/$cg/launcher"
+		local try
+		for try in 1 2 3 4 5; do # a run that is ending may remove the shared parent under our feet: again
+			mkdir -p "$dir" "$mp/$CGROUP_PARENT/$cg/launcher" 2>/dev/null && break
+			sleep 0.05
+		done
+		[[ -d $dir ]] || mkdir -p "$dir" "$mp/$CGROUP_PARENT/$cg/launcher" # fails, with the reason on the console
 		if [[ $fstype == cgroup && -e $mp/cpuset.cpus ]]; then
 			# a v1 cpuset cgroup takes no tasks until it has CPUs and memory nodes: inherit the parent's
 			for f in "$mp/$CGROUP_PARENT" "$mp/$CGROUP_PARENT/$cg" "$dir" "$mp/$CGROUP_PARENT/$cg/launcher"; do
@@ -271,12 +276,13 @@ stop_state() {
 # strays STATE PID: the processes of the namespace whose init is PID that its systemd does not manage: CMD and
 # whatever CMD left behind, entered through nsenter and so still in a cgroup outside the namespace's own.
 strays() {
-	local state="$1" sd="$2" ns d p cg
-	ns="$(readlink "/proc/$sd/ns/pid")" || return 0
+	local state="$1" sd="$2" d p cg
+	[[ -e /proc/$sd/ns/pid ]] || return 0
 	cg="/$CGROUP_PARENT/$(cat "$state/cgroup")/payload"
 	for d in /proc/[0-9]*; do
 		p="${d#/proc/}"
-		[[ $p != "$sd" && $(readlink "$d/ns/pid" 2>/dev/null) == "$ns" ]] || continue
+		# -ef compares the namespace inodes without starting a process per entry (this runs every 100 ms)
+		[[ $p != "$sd" && $d/ns/pid -ef /proc/$sd/ns/pid ]] 2>/dev/null || continue
 		grep -qE "^[0-9]+:(name=systemd)?:$cg(/|\$)" "$d/cgroup" 2>/dev/null || echo "$p"
 	done
 }
@@ -285,15 +291,15 @@ strays() {
 # learns of a process's death from SIGCHLD, which it never gets for these (their parent is nsenter, outside), so it
 # would wait out its whole 90 s timeout for each one still running.
 kill_strays() {
-	local p i
+	local deadline=$((SECONDS + 5))
 	local -a left
 	mapfile -t left < <(strays "$@")
 	((${#left[@]})) || return 0
 	kill -TERM "${left[@]}" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
+	while ((SECONDS < deadline)); do
+		sleep 0.1
 		mapfile -t left < <(strays "$@")
 		((${#left[@]})) || return 0
-		sleep 0.1
 	done
 	log "killing processes that ignored SIGTERM for 5s: ${left[*]}"
 	kill -KILL "${left[@]}" 2>/dev/null || true
