@@ -49,13 +49,14 @@ func TestMain(m *testing.M) {
 // daemon is one `panel serve` process with its own layout, socket and
 // database.
 type daemon struct {
-	t      *testing.T
-	layout procmgr.Layout
-	socket string
-	db     string
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	exited chan struct{}
+	t       *testing.T
+	backend string
+	layout  procmgr.Layout
+	socket  string
+	db      string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	exited  chan struct{}
 }
 
 func requireSystemd(t *testing.T) {
@@ -67,12 +68,25 @@ func requireSystemd(t *testing.T) {
 	procmgrtest.RequirePHPFPM(t)
 }
 
-func newDaemon(t *testing.T) *daemon {
+// backends are the process backends every end-to-end test runs against.
+var backends = []string{"systemd", "supervise"}
+
+// forEachBackend runs f as a subtest per backend.
+func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) { f(t, b) })
+	}
+}
+
+func newDaemon(t *testing.T, backend string) *daemon {
 	t.Helper()
-	requireSystemd(t)
+	if backend == "systemd" {
+		requireSystemd(t)
+	}
+	procmgrtest.RequirePHPFPM(t)
 	l := procmgrtest.NewLayout(t)
 	base := filepath.Dir(l.InstancesRoot)
-	d := &daemon{t: t, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db")}
+	d := &daemon{t: t, backend: backend, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db")}
 	d.start()
 	t.Cleanup(func() {
 		// Remove every instance this daemon knows, then stop it.
@@ -92,7 +106,8 @@ func (d *daemon) start() {
 	d.log = &bytes.Buffer{}
 	d.cmd = exec.Command(panelBin, "serve", "--db", d.db, "--listen", "127.0.0.1:0", "--socket", d.socket,
 		"--instances-root", d.layout.InstancesRoot, "--config-root", d.layout.ConfigRoot,
-		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix)
+		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix,
+		"--backend", d.backend)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -174,7 +189,11 @@ func uidOf(t *testing.T, pid int) int {
 }
 
 func TestTourCreateKillStopStartSetRemove(t *testing.T) {
-	d := newDaemon(t)
+	forEachBackend(t, testTour)
+}
+
+func testTour(t *testing.T, backend string) {
+	d := newDaemon(t, backend)
 	id := string(procmgrtest.NewID("wp"))
 	out := d.must("create", id, "--cms", "wordpress")
 	pid := field(t, pidRe, out)
@@ -239,12 +258,17 @@ func TestTourCreateKillStopStartSetRemove(t *testing.T) {
 	if field(t, pidRe, out) != after {
 		t.Errorf("set restarted the master: %d -> %d", after, field(t, pidRe, out))
 	}
-	show, err := exec.Command("systemctl", "show", "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", d.layout.UnitName(procmgr.InstanceID(id))).Output()
-	if err != nil {
-		t.Fatal(err)
+	if backend == "systemd" {
+		show, err := exec.Command("systemctl", "show", "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec", d.layout.UnitName(procmgr.InstanceID(id))).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(show), "MemoryMax=314572800") || !strings.Contains(string(show), "CPUQuotaPerSecUSec=400ms") {
+			t.Errorf("systemctl show after set:\n%s", show)
+		}
 	}
-	if !strings.Contains(string(show), "MemoryMax=314572800") || !strings.Contains(string(show), "CPUQuotaPerSecUSec=400ms") {
-		t.Errorf("systemctl show after set:\n%s", show)
+	if st := d.must("status", id); !strings.Contains(st, "Memory: ") || !strings.Contains(st, "(max 300M)") || !strings.Contains(st, "(quota 40%)") || !strings.Contains(st, "Backend: "+backend) {
+		t.Errorf("status after set:\n%s", st)
 	}
 
 	// health, logs, list --json, audit.
@@ -279,8 +303,15 @@ func TestTourCreateKillStopStartSetRemove(t *testing.T) {
 			t.Errorf("%s still exists after remove --purge", p)
 		}
 	}
-	if out, _ := exec.Command("systemctl", "is-active", d.layout.UnitName(procmgr.InstanceID(id))).Output(); strings.TrimSpace(string(out)) == "active" {
-		t.Errorf("unit still active after remove")
+	if backend == "systemd" {
+		if out, _ := exec.Command("systemctl", "is-active", d.layout.UnitName(procmgr.InstanceID(id))).Output(); strings.TrimSpace(string(out)) == "active" {
+			t.Errorf("unit still active after remove")
+		}
+	}
+	if err := syscall.Kill(after, 0); err == nil {
+		if cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", after)); strings.Contains(string(cl), "php-fpm") {
+			t.Errorf("master %d still running after remove", after)
+		}
 	}
 	if _, err := d.panel("status", id); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("status after remove: %v", err)
@@ -288,7 +319,7 @@ func TestTourCreateKillStopStartSetRemove(t *testing.T) {
 }
 
 func TestHostileInputRefusedAndNothingCreated(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, "systemd")
 	cases := [][]string{
 		{"create", "../etc"}, {"create", "a/b"}, {"create", "wp\nx"}, {"create", "wp\rx"}, {"create", `wp"x`},
 		{"create", "%h"}, {"create", "$VAR"}, {"create", `wp\`}, {"create", "Wp"}, {"create", "wp-"},
@@ -327,7 +358,14 @@ func TestHostileInputRefusedAndNothingCreated(t *testing.T) {
 }
 
 func TestDaemonKilledInstancesKeepServing(t *testing.T) {
-	d := newDaemon(t)
+	forEachBackend(t, testDaemonKilled)
+}
+
+// The panel dies (kill -9); its instances keep serving; the panel that comes
+// back shows them with the same PIDs (the supervisor adopts its masters
+// rather than starting second copies).
+func testDaemonKilled(t *testing.T, backend string) {
+	d := newDaemon(t, backend)
 	a, b := string(procmgrtest.NewID("a")), string(procmgrtest.NewID("b"))
 	pa := field(t, pidRe, d.must("create", a))
 	pb := field(t, pidRe, d.must("create", b))
@@ -353,12 +391,32 @@ func TestDaemonKilledInstancesKeepServing(t *testing.T) {
 		t.Errorf("stopped instance after panel restart:\n%s", sb)
 	}
 	_ = pb
+	if n := countMasters(t, d.layout.FPMConfigPath(procmgr.InstanceID(a))); n != 1 {
+		t.Errorf("%d php-fpm masters for %s after the panel came back, want 1", n, a)
+	}
+}
+
+// countMasters counts the php-fpm masters running a config.
+func countMasters(t *testing.T, config string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.HasPrefix(string(cl), "php-fpm: master process") && strings.Contains(string(cl), config) {
+			n++
+		}
+	}
+	return n
 }
 
 // A panel killed between recording a create and finishing it: the
 // reconciler finishes the create when the panel comes back.
 func TestReconcilerFinishesInterruptedCreate(t *testing.T) {
-	d := newDaemon(t)
+	d := newDaemon(t, "systemd")
 	d.stop(syscall.SIGTERM)
 	id := procmgrtest.NewID("half")
 	spec := procmgrtest.MustSpec(t, id, procmgr.SpecInput{})
@@ -387,7 +445,14 @@ func TestReconcilerFinishesInterruptedCreate(t *testing.T) {
 	if !strings.Contains(st, "State: running") || field(t, pidRe, st) == 0 {
 		t.Fatalf("interrupted create not finished:\n%s\n%s", st, d.log)
 	}
-	if audit := d.must("audit", string(id)); !strings.Contains(audit, "finish-create") {
+	// The audit record is written just after the status is published.
+	var audit string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if audit = d.must("audit", string(id)); strings.Contains(audit, "finish-create") {
+			break
+		}
+	}
+	if !strings.Contains(audit, "finish-create") {
 		t.Errorf("audit lacks the reconciler's finish-create:\n%s", audit)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/ikabud/panel/internal/auth"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/supervise"
 	"github.com/ikabud/panel/internal/procmgr/systemd"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/web"
@@ -31,9 +32,9 @@ const (
 // serveConfig is everything `panel serve` is told, from flags or IKABUD_*
 // environment variables.
 type serveConfig struct {
-	db       string
-	listen   string
-	socket   string
+	db        string
+	listen    string
+	socket    string
 	backend   string
 	logLevel  string
 	initAdmin string
@@ -47,7 +48,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user:pass@tcp(host:3306)/db")
 	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address")
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "root-only Unix socket for the command line")
-	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto or systemd")
+	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto (systemd when the host was booted with it, else supervise), systemd or supervise")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
 	fs.StringVar(&cfg.layout.InstancesRoot, "instances-root", envOr("IKABUD_INSTANCES_ROOT", d.InstancesRoot), "where instance files live")
@@ -95,19 +96,47 @@ func hasSystemd() bool {
 	return err == nil && fi.IsDir()
 }
 
-func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instances.Backend, func() error, error) {
-	switch cfg.backend {
-	case "auto", "systemd":
-		if !hasSystemd() {
-			return nil, nil, errors.New("this host was not booted with systemd (/run/systemd/system is missing); the built-in supervisor backend for such hosts is not part of this release yet")
+// chooseBackend picks the process backend: systemd when the host was
+// booted with it, the built-in supervisor otherwise; --backend overrides.
+func chooseBackend(flag string, systemdBooted bool) (string, error) {
+	switch flag {
+	case "auto":
+		if systemdBooted {
+			return "systemd", nil
 		}
+		return "supervise", nil
+	case "systemd":
+		if !systemdBooted {
+			return "", errors.New("--backend systemd: this host was not booted with systemd (/run/systemd/system is missing); use --backend supervise")
+		}
+		return "systemd", nil
+	case "supervise":
+		return "supervise", nil
+	}
+	return "", fmt.Errorf("%w: --backend must be auto, systemd or supervise (got %q)", errUsage, flag)
+}
+
+func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instances.Backend, func() error, error) {
+	name, err := chooseBackend(cfg.backend, hasSystemd())
+	if err != nil {
+		return nil, nil, err
+	}
+	if name == "systemd" {
 		b, err := systemd.New(ctx, systemd.Options{Layout: cfg.layout, Log: log})
 		if err != nil {
 			return nil, nil, err
 		}
 		return b, b.Close, nil
 	}
-	return nil, nil, fmt.Errorf("%w: --backend must be auto or systemd (got %q)", errUsage, cfg.backend)
+	// The supervisor's own state, logs and cgroups are named after the unit
+	// prefix, so that two panels (or a test's) on one host never share them.
+	p := cfg.layout.UnitPrefix
+	b, err := supervise.New(ctx, supervise.Options{Layout: cfg.layout, Log: log,
+		StateDir: "/run/" + p + "-supervise", LogDir: "/var/log/" + p, CgroupParent: p})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
 }
 
 // initAdmin creates the first admin on a database that has no users yet,

@@ -96,7 +96,8 @@ func (l Layout) FPMBinaryLink(id InstanceID) string {
 	return filepath.Join(l.ConfigDir(id), "php-fpm")
 }
 
-// RuntimeDir holds the socket and pid file; systemd creates and removes it.
+// RuntimeDir holds the socket and pid file; the backend creates it at start
+// and removes it at stop (under systemd, RuntimeDirectory= does).
 func (l Layout) RuntimeDir(id InstanceID) string { return filepath.Join(l.RuntimeRoot, string(id)) }
 
 // SocketPath is the FastCGI socket of the pool.

@@ -62,6 +62,7 @@ func NewLayout(t testing.TB) procmgr.Layout {
 	}
 	t.Cleanup(func() {
 		os.RemoveAll(base)
+		os.RemoveAll(l.RuntimeRoot)
 		os.Remove(filepath.Join(l.UnitDir, l.UnitTemplateName()))
 	})
 	return l

@@ -235,6 +235,7 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	ch := make(chan string, 1)
 	var err error
 	var old []int
+	var pidWritten time.Time
 	switch verb {
 	case "start", "restart":
 		// A unit that hit its start limit refuses to start until reset.
@@ -251,6 +252,9 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 		// re-executing the master. Until the old workers are gone a ping
 		// may still be answered by the old config, so they are waited for.
 		old = b.workerPIDs(id)
+		if fi, serr := os.Stat(b.host.Layout.PIDPath(id)); serr == nil {
+			pidWritten = fi.ModTime()
+		}
 		_, err = c.ReloadUnitContext(ctx, unit, "replace", ch)
 	}
 	if err != nil {
@@ -261,8 +265,15 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := waitGone(rctx, old); err != nil {
+	if err := procmgr.WaitProcessesGone(rctx, old); err != nil {
 		return fmt.Errorf("systemd: %s %s: old workers did not exit: %w", verb, unit, err)
+	}
+	if !pidWritten.IsZero() {
+		// A signal that reaches php-fpm while it re-executes is lost; a
+		// stop right after the reload would wait out its timeout.
+		if err := procmgr.WaitFileRewritten(rctx, b.host.Layout.PIDPath(id), pidWritten); err != nil {
+			return fmt.Errorf("systemd: %s %s: %w", verb, unit, err)
+		}
 	}
 	if err := procmgr.WaitReady(rctx, b.host.Layout.SocketPath(id)); err != nil {
 		return fmt.Errorf("systemd: %s %s: pool not answering: %w", verb, unit, err)
@@ -307,20 +318,6 @@ func (b *Backend) workerPIDs(id procmgr.InstanceID) []int {
 		}
 	}
 	return out
-}
-
-// waitGone waits until none of pids is alive (zombies count as gone).
-func waitGone(ctx context.Context, pids []int) error {
-	for _, pid := range pids {
-		for processAlive(pid) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}
-	return nil
 }
 
 type limitValues struct {

@@ -271,17 +271,6 @@ func cgroupPIDs(cg string) []int {
 	return nil
 }
 
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	i := strings.LastIndexByte(string(data), ')')
-	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
-}
-
 func readUint(p string) (uint64, error) {
 	data, err := os.ReadFile(p)
 	if err != nil {

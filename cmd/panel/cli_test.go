@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestChooseBackend(t *testing.T) {
+	for _, tc := range []struct {
+		flag    string
+		booted  bool
+		want    string
+		wantErr string
+	}{
+		{"auto", true, "systemd", ""},
+		{"auto", false, "supervise", ""},
+		{"systemd", true, "systemd", ""},
+		{"systemd", false, "", "not booted with systemd"},
+		{"supervise", true, "supervise", ""},
+		{"supervise", false, "supervise", ""},
+		{"docker", true, "", "must be auto, systemd or supervise"},
+	} {
+		got, err := chooseBackend(tc.flag, tc.booted)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("chooseBackend(%q, %v) error %v, want one containing %q", tc.flag, tc.booted, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("chooseBackend(%q, %v) = %q, %v; want %q", tc.flag, tc.booted, got, err, tc.want)
+		}
+	}
+}
+
+func TestFlagsAfterArguments(t *testing.T) {
+	fs := newFlagSet("create")
+	var sf specFlags
+	sf.bind(fs)
+	pos, err := parseInterspersed(fs, []string{"wp-1", "--php", "8.2", "--env", "A=1", "--env", "B=2", "--cpu-quota=40%"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := sf.input()
+	if len(pos) != 1 || pos[0] != "wp-1" || in.PHP != "8.2" || in.CPUQuota != "40%" || strings.Join(in.Env, ",") != "A=1,B=2" {
+		t.Errorf("positionals %q, input %+v", pos, in)
+	}
+	if _, err := parseInterspersed(newFlagSet("x"), []string{"--nope"}); !errors.Is(err, errUsage) {
+		t.Errorf("unknown flag: %v, want a usage error", err)
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Errorf("unknown verb: exit %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"status"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "takes one instance id") {
+		t.Errorf("status without id: exit %d, stderr %q", code, errb.String())
+	}
+}

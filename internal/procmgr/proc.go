@@ -1,0 +1,60 @@
+package procmgr
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProcessAlive reports whether pid exists and has not exited (a zombie
+// waiting to be reaped counts as exited).
+func ProcessAlive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself contain them.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 || i+2 >= len(data) {
+		return true
+	}
+	switch data[i+2] {
+	case 'Z', 'X', 'x':
+		return false
+	}
+	return true
+}
+
+// WaitProcessesGone waits until none of pids is alive, or ctx ends.
+func WaitProcessesGone(ctx context.Context, pids []int) error {
+	for _, pid := range pids {
+		for ProcessAlive(pid) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("procmgr: process %d did not exit: %w", pid, ctx.Err())
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// WaitFileRewritten waits until path's modification time is no longer was,
+// or ctx ends. php-fpm rewrites its pid file when it re-executes on a
+// reload: until then a signal sent to it may be lost.
+func WaitFileRewritten(ctx context.Context, path string, was time.Time) error {
+	for {
+		if fi, err := os.Stat(path); err == nil && !fi.ModTime().Equal(was) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("procmgr: %s not rewritten: %w", path, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
