@@ -18,9 +18,12 @@ build:
 test:
 	scripts/test.sh $(ARGS)
 
-# The engine's figures against a real panel serve with 200 instances running, inside a private systemd.
+# The engine's figures: the systemd backend against a real panel serve with 200 instances running, inside a private
+# systemd; then the built-in supervisor's (create, kill -> event, crash -> ping), with p50 and p90 per figure.
 bench:
 	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
+	$(GO) run ./cmd/panel-bench --backend supervise
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./internal/procmgr/supervise/
 
 # Installs PHP-FPM when missing, builds, and runs panel serve with its defaults (scripts/run.sh).
 run:
