@@ -64,6 +64,14 @@ func NewLayout(t testing.TB) procmgr.Layout {
 		os.RemoveAll(base)
 		os.RemoveAll(l.RuntimeRoot)
 		os.Remove(filepath.Join(l.UnitDir, l.UnitTemplateName()))
+		// What a supervisor started by `panel serve` for this layout
+		// keeps: state, logs and its (by now empty) parent cgroups.
+		os.RemoveAll("/run/" + l.UnitPrefix + "-supervise")
+		os.RemoveAll("/var/log/" + l.UnitPrefix)
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + l.UnitPrefix)
+		for _, d := range append(dirs, "/sys/fs/cgroup/"+l.UnitPrefix) {
+			os.Remove(d)
+		}
 	})
 	return l
 }
