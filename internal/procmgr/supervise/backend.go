@@ -720,7 +720,19 @@ func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
 // snapshot is the instance's status from memory.
 func (b *Backend) snapshot(inst *instance) procmgr.Status {
 	b.mu.Lock()
+	running := inst.m != nil
+	b.mu.Unlock()
+	// Fresh usage figures (three small cgroup files), so that the status an
+	// action returns shows the new master's, not zeros or the last one's.
+	var u usage
+	if running {
+		u = b.cg.usage(inst.id)
+	}
+	b.mu.Lock()
 	defer b.mu.Unlock()
+	if running && inst.m != nil {
+		inst.usage = u
+	}
 	return b.statusLocked(inst)
 }
 
