@@ -496,19 +496,7 @@ func (b *Backend) teardown(ctx context.Context, inst *instance) error {
 
 // Start implements procmgr.Backend.
 func (b *Backend) Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Status{}, err
-	}
-	unlock, err := b.lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	inst := b.instance(id)
-	if err := b.personStart(ctx, inst); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.snapshot(inst), nil
+	return b.power(ctx, id, func(inst *instance) error { return b.personStart(ctx, inst) })
 }
 
 // StartMany implements procmgr.Backend: up to startManyParallel masters
@@ -541,65 +529,33 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 
 // Stop implements procmgr.Backend.
 func (b *Backend) Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Status{}, err
-	}
-	unlock, err := b.lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	inst := b.instance(id)
-	if err := b.stopMaster(ctx, inst, false); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.snapshot(inst), nil
+	return b.power(ctx, id, func(inst *instance) error { return b.stopMaster(ctx, inst, false) })
 }
 
 // Restart implements procmgr.Backend: a graceful stop, then a start.
 func (b *Backend) Restart(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Status{}, err
-	}
-	unlock, err := b.lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	inst := b.instance(id)
-	if err := b.stopMaster(ctx, inst, false); err != nil {
-		return procmgr.Status{}, err
-	}
-	if err := b.personStart(ctx, inst); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.snapshot(inst), nil
+	return b.power(ctx, id, func(inst *instance) error {
+		if err := b.stopMaster(ctx, inst, false); err != nil {
+			return err
+		}
+		return b.personStart(ctx, inst)
+	})
 }
 
 // Reload implements procmgr.Backend.
 func (b *Backend) Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Status{}, err
-	}
-	unlock, err := b.lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	inst := b.instance(id)
-	b.mu.Lock()
-	m := inst.m
-	b.mu.Unlock()
-	if m == nil {
-		return procmgr.Status{}, fmt.Errorf("supervise: reload %s: instance is not running: %w", id, procmgr.ErrConflict)
-	}
-	if err := b.awaitMaster(ctx, inst, m); err != nil {
-		return procmgr.Status{}, err
-	}
-	if err := b.reloadMaster(ctx, inst, m); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.snapshot(inst), nil
+	return b.power(ctx, id, func(inst *instance) error {
+		b.mu.Lock()
+		m := inst.m
+		b.mu.Unlock()
+		if m == nil {
+			return fmt.Errorf("supervise: reload %s: instance is not running: %w", id, procmgr.ErrConflict)
+		}
+		if err := b.awaitMaster(ctx, inst, m); err != nil {
+			return err
+		}
+		return b.reloadMaster(ctx, inst, m)
+	})
 }
 
 // Kill implements procmgr.Backend. It signals the master alone, through its
@@ -631,6 +587,12 @@ func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.S
 
 // SetLimits implements procmgr.Backend.
 func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim procmgr.Limits) (procmgr.Status, error) {
+	return b.power(ctx, id, func(inst *instance) error { return b.applyLimits(inst, lim) })
+}
+
+// power runs one locked action on a provisioned instance and returns its
+// status after.
+func (b *Backend) power(ctx context.Context, id procmgr.InstanceID, f func(*instance) error) (procmgr.Status, error) {
 	if err := b.checkProvisioned(id); err != nil {
 		return procmgr.Status{}, err
 	}
@@ -640,7 +602,7 @@ func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim proc
 	}
 	defer unlock()
 	inst := b.instance(id)
-	if err := b.applyLimits(inst, lim); err != nil {
+	if err := f(inst); err != nil {
 		return procmgr.Status{}, err
 	}
 	return b.snapshot(inst), nil
