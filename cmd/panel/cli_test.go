@@ -62,3 +62,13 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Errorf("status without id: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+func TestLogLinesCannotDriveTheTerminal(t *testing.T) {
+	got := escapeControls("ok\ttab \x1b]52;c;aGk=\a\x1b[2J\r\u009b31m é")
+	if strings.ContainsAny(got, "\x1b\a\r\u009b") {
+		t.Errorf("control characters left in %q", got)
+	}
+	if !strings.Contains(got, "\\x1b]52;c;aGk=") || !strings.Contains(got, "\t") || !strings.Contains(got, "é") {
+		t.Errorf("escaped form %q lost text, tab or non-ASCII letters", got)
+	}
+}

@@ -147,7 +147,6 @@ func (sf *specFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&sf.in.CPUQuota, "cpu-quota", "", "service CPUQuota in % of one CPU (default 100%)")
 	fs.StringVar(&sf.in.TasksMax, "tasks-max", "", "service TasksMax (default 64)")
 	fs.Var(&sf.env, "env", "KEY=VALUE given to PHP (repeatable)")
-	fs.StringVar(&sf.owner, "owner", "", "id of the customer user who owns the instance")
 }
 
 func (sf *specFlags) input() procmgr.SpecInput {
@@ -167,7 +166,10 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	var signalName *string
 	var n *int
 	switch verb {
-	case "create", "set":
+	case "create":
+		sf.bind(fs)
+		fs.StringVar(&sf.owner, "owner", "", "id of the customer user who owns the instance")
+	case "set":
 		sf.bind(fs)
 	case "start":
 		all = fs.Bool("all", false, "start every stopped instance")
@@ -288,9 +290,12 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 			return err
 		}
 		if *asJSON {
-			return printJSON(stdout, h)
+			if err := printJSON(stdout, h); err != nil {
+				return err
+			}
+		} else {
+			printHealth(stdout, pos[0], h)
 		}
-		printHealth(stdout, pos[0], h)
 		if !h.Healthy {
 			return fmt.Errorf("%s is unhealthy: %s", pos[0], h.Reason)
 		}
@@ -356,7 +361,22 @@ func (c *client) logs(ctx context.Context, w io.Writer, base string, n int, foll
 }
 
 func printLogLine(w io.Writer, l procmgr.LogLine) {
-	fmt.Fprintf(w, "%s %s\n", l.At.Local().Format(time.DateTime), l.Text)
+	fmt.Fprintf(w, "%s %s\n", l.At.Local().Format(time.DateTime), escapeControls(l.Text))
+}
+
+// escapeControls shows control characters (tab aside) as \xNN: log lines are
+// written by tenant code, and raw escape sequences would act on the
+// terminal of the admin reading them.
+func escapeControls(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if (r < 0x20 && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -38,7 +38,7 @@ Usage:
 
 Spec flags: --cms --php --pm --max-children --start-servers --min-spare --max-spare
   --max-requests --memory-limit --max-execution-time --upload-max --memory-max
-  --cpu-quota --tasks-max --env KEY=VALUE (repeatable), --owner USER-ID
+  --cpu-quota --tasks-max --env KEY=VALUE (repeatable); on create also --owner USER-ID
 
 Clients find the daemon at --socket (default /run/ikabud/panel.sock, or $IKABUD_SOCKET).
 `

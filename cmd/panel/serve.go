@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,13 +34,14 @@ const (
 // serveConfig is everything `panel serve` is told, from flags or IKABUD_*
 // environment variables.
 type serveConfig struct {
-	db        string
-	listen    string
-	socket    string
-	backend   string
-	logLevel  string
-	initAdmin string
-	layout    procmgr.Layout
+	db          string
+	listen      string
+	socket      string
+	backend     string
+	logLevel    string
+	initAdmin   string
+	socketGroup string
+	layout      procmgr.Layout
 }
 
 func parseServe(args []string) (serveConfig, error) {
@@ -47,7 +50,8 @@ func parseServe(args []string) (serveConfig, error) {
 	fs := newFlagSet("serve")
 	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user:pass@tcp(host:3306)/db")
 	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address")
-	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "root-only Unix socket for the command line")
+	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "Unix socket for the command line (root only)")
+	fs.StringVar(&cfg.socketGroup, "socket-group", envOr("IKABUD_SOCKET_GROUP", ""), "also let this group use the socket (its members act as the panel user mapped to their uid)")
 	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto (systemd when the host was booted with it, else supervise), systemd or supervise")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
@@ -209,7 +213,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	srv := web.New(web.Options{Instances: svc, Principals: authSvc, Log: log, Version: version})
 
-	unixLn, err := listenUnix(cfg.socket)
+	unixLn, err := listenUnix(cfg.socket, cfg.socketGroup)
 	if err != nil {
 		return err
 	}
@@ -224,14 +228,34 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	log.Info("panel serving", "http", "http://"+tcpLn.Addr().String(), "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
 	fmt.Fprintf(stdout, "Ikabud Panel is running at http://%s (backend %s); the command line talks to %s\n", tcpLn.Addr(), backend.Name(), cfg.socket)
 
+	served := 0 // servers that have returned
 	select {
 	case <-ctx.Done():
 	case err = <-errs:
+		served++
 	case err = <-runErr:
+		runErr = nil
 	}
 	stop()
 	log.Info("panel stopping; instances keep running")
-	time.Sleep(50 * time.Millisecond)
+	// Wait for the servers and the service loop before the deferred closes
+	// of the backend and the database run under them (bounded: a stuck
+	// handler must not keep the panel from exiting).
+	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ; served < 2; served++ {
+		select {
+		case <-errs:
+		case <-wait.Done():
+			served = 2
+		}
+	}
+	if runErr != nil {
+		select {
+		case <-runErr:
+		case <-wait.Done():
+		}
+	}
 	return err
 }
 
@@ -252,16 +276,33 @@ func lockDaemon(socket string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// listenUnix makes the root-only socket the command line speaks to.
-func listenUnix(path string) (net.Listener, error) {
+// listenUnix makes the socket the command line speaks to: root's only, or
+// also group's when a group is given (for local accounts mapped to panel
+// users with `panel user add --uid`). The process umask is left alone (it
+// is process-wide, and masters may be forking meanwhile): the socket is
+// created 0755 under the usual umask, which lets only root connect, and
+// then narrowed or widened.
+func listenUnix(path, group string) (net.Listener, error) {
 	os.Remove(path) // a stale socket of a daemon that died; the lock says none runs
-	old := unix.Umask(0o177)
 	ln, err := net.Listen("unix", path)
-	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode, gid := os.FileMode(0o600), 0
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--socket-group: %w", err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+		mode = 0o660
+	}
+	if err := os.Chown(path, 0, gid); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, err
 	}

@@ -86,6 +86,20 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateReques
 
 	bctx, cancel := detached(ctx)
 	defer cancel()
+	// An instance the host has but the database does not (a restored
+	// backup, a second panel) is not adopted by a create: its rollback
+	// would remove what it did not make.
+	if _, serr := s.backend.Status(bctx, id); !errors.Is(serr, procmgr.ErrNotFound) {
+		s.store.DeleteInstance(bctx, string(id))
+		s.mu.Lock()
+		delete(s.entries, id)
+		s.mu.Unlock()
+		s.publish(id)
+		if serr == nil {
+			serr = errors.New("it exists on this host but not in the panel's database")
+		}
+		return View{}, fmt.Errorf("instance %s: %w: %w", id, ErrConflict, serr)
+	}
 	st, perr := s.backend.Provision(bctx, spec)
 	if perr != nil {
 		s.rollbackCreate(bctx, id)
@@ -138,8 +152,8 @@ func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, de
 		return View{}, err
 	}
 	defer release()
-	if _, _, _, _, ok := s.entryOf(id); !ok {
-		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	if err := s.requireReady(id); err != nil {
+		return View{}, err
 	}
 	bctx, cancel := detached(ctx)
 	defer cancel()
@@ -155,6 +169,19 @@ func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, de
 	}
 	s.setStatus(st)
 	return s.viewOf(id)
+}
+
+// requireReady refuses actions on an instance that a create or a remove
+// left half done: only the reconciler finishes those (or a remove).
+func (s *Service) requireReady(id procmgr.InstanceID) error {
+	row, _, _, _, ok := s.entryOf(id)
+	if !ok {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	if row.Phase != PhaseReady {
+		return fmt.Errorf("instance %s is %s; wait for the panel to finish it: %w", id, row.Phase, ErrConflict)
+	}
+	return nil
 }
 
 func (s *Service) recordError(ctx context.Context, id procmgr.InstanceID, err error) {
@@ -235,10 +262,10 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 		return View{}, err
 	}
 	defer release()
-	row, cur, _, _, ok := s.entryOf(id)
-	if !ok {
-		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	if err := s.requireReady(id); err != nil {
+		return View{}, err
 	}
+	row, cur, _, _, _ := s.entryOf(id)
 	next, err := procmgr.ParseSpec(string(id), in.Overlay(cur.Input()), s.backend.InstalledPHP())
 	if err != nil {
 		return View{}, err

@@ -82,7 +82,11 @@ func (s *Service) load(ctx context.Context) error {
 		if !ok {
 			st = procmgr.Status{ID: spec.ID, State: procmgr.StateAbsent, Backend: s.backend.Name()}
 		}
-		s.entries[spec.ID] = &entry{row: row, spec: spec, status: st}
+		// A stopped instance's spec may have changed while it was
+		// stopped, before this panel started: its next start writes the
+		// config (a no-op if unchanged).
+		stale := row.DesiredState == DesiredStopped
+		s.entries[spec.ID] = &entry{row: row, spec: spec, status: st, configStale: stale}
 		delete(byID, spec.ID)
 	}
 	for id := range byID {

@@ -372,10 +372,15 @@ func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), actionTimeout)
 }
 
-// setStatus stores an observed status and publishes the view.
+// setStatus stores an observed status and publishes the view. A status
+// older than the one held (an action's result that an event overtook) is
+// dropped.
 func (s *Service) setStatus(st procmgr.Status) {
 	s.mu.Lock()
 	e, ok := s.entries[st.ID]
+	if ok && st.Seq != 0 && st.Seq < e.status.Seq {
+		ok = false
+	}
 	if ok {
 		e.status = st
 	}

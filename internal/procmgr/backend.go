@@ -42,6 +42,10 @@ type Status struct {
 	Backend string    `json:"backend"`
 	// Notes says what the backend could not do or enforce on this host.
 	Notes []string `json:"notes,omitempty"`
+	// Seq orders the statuses of one backend: a status with a lower Seq
+	// was observed earlier, so a consumer holding a newer one keeps it.
+	// Zero means unordered.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // ExitInfo says how a master ended.

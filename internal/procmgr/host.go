@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +43,13 @@ func NewHost(l Layout) (*Host, error) {
 	}
 	return &Host{Layout: l, FPM: FPMOptions{ErrorLog: ErrorLogSyslog}}, nil
 }
+
+// The uid and gid range of instance users: above the 16-bit ids that older
+// tools assume for people, and wide enough for any one host.
+const (
+	InstanceIDMin = 200000
+	InstanceIDMax = 299999
+)
 
 // userComment marks a Unix user as made by the panel for one instance, so the
 // panel never adopts or deletes a user it did not create.
@@ -89,7 +97,11 @@ func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, boo
 	if _, gerr := user.LookupGroup(id.UserName()); gerr == nil {
 		return InstanceUser{}, false, fmt.Errorf("procmgr: group %s exists without its user: %w", id.UserName(), ErrConflict)
 	}
+	// Instance users get ids from a range of their own, not Debian's system
+	// range (100-999), which would cap a host at ~850 instances.
 	if err := run(ctx, "useradd", "--system", "--user-group", "--no-create-home",
+		"-K", fmt.Sprintf("SYS_UID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_UID_MAX=%d", InstanceIDMax),
+		"-K", fmt.Sprintf("SYS_GID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_GID_MAX=%d", InstanceIDMax),
 		"--home-dir", h.Layout.InstanceDir(id), "--shell", "/usr/sbin/nologin",
 		"--comment", userComment(id), id.UserName()); err != nil {
 		return InstanceUser{}, false, err
@@ -228,6 +240,40 @@ func ensureDirAt(dirfd int, name string, uid, gid int, mode uint32) (bool, int, 
 	return created, fd, nil
 }
 
+// Retire removes the instance's user and group, and its files if purge;
+// kept files are given to root first. Missing parts are not errors.
+func (h *Host) Retire(ctx context.Context, id InstanceID, purge bool) error {
+	var err error
+	if purge {
+		err = h.RemoveTree(id)
+	} else {
+		err = h.DisownTree(id)
+	}
+	if err != nil {
+		return err
+	}
+	return h.RemoveUser(ctx, id)
+}
+
+// DisownTree gives a kept instance tree (removed without purge) to root, so
+// that a later instance that is given the same uid cannot read it. Symlinks
+// are changed themselves (Lchown), never followed.
+func (h *Host) DisownTree(id InstanceID) error {
+	err := filepath.WalkDir(h.Layout.InstanceDir(id), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		return os.Lchown(p, 0, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("procmgr: give %s to root: %w", h.Layout.InstanceDir(id), err)
+	}
+	return nil
+}
+
 // RemoveTree deletes the instance's files. os.RemoveAll removes symlinks
 // themselves and never follows them.
 func (h *Host) RemoveTree(id InstanceID) error {
@@ -298,7 +344,11 @@ func (h *Host) ListConfigured() ([]InstanceID, error) {
 func WriteFileAtomic(path string, data []byte, uid, gid int, mode os.FileMode) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		if st, err := os.Lstat(path); err == nil && st.Mode().Perm() == mode && st.Mode().IsRegular() {
-			return false, nil
+			// Same content and mode: unchanged only if the owner is too (a
+			// user made again gets a new gid).
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) == uid && int(sys.Gid) == gid {
+				return false, nil
+			}
 		}
 	}
 	dir := filepath.Dir(path)

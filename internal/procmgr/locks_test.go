@@ -3,6 +3,7 @@ package procmgr_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,27 @@ func TestFanoutBoundsSubscribers(t *testing.T) {
 		}
 	default:
 		t.Error("subscriber past the limit got an open channel")
+	}
+}
+
+func TestReadLinesSkipsOverlongLines(t *testing.T) {
+	in := "short\n" + strings.Repeat("x", 100) + "\nafter\nlast-no-newline"
+	var got []string
+	var cuts int
+	err := procmgr.ReadLines(strings.NewReader(in), 32, func(l []byte, cut bool) {
+		if cut {
+			cuts++
+			if len(l) != 32 {
+				t.Errorf("cut line has %d bytes, want 32", len(l))
+			}
+			return
+		}
+		got = append(got, string(l))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "short|after|last-no-newline" || cuts != 1 {
+		t.Errorf("lines %q, cuts %d", got, cuts)
 	}
 }

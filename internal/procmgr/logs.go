@@ -1,6 +1,12 @@
 package procmgr
 
-import "unicode/utf8"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"unicode/utf8"
+)
 
 // BoundLine cuts a log line to MaxLogLineLen bytes on a rune boundary and
 // marks the cut.
@@ -28,6 +34,41 @@ func SendDropOldest[T any](ch chan T, v T) {
 			case <-ch:
 			default:
 			}
+		}
+	}
+}
+
+// ReadLines calls fn for each line of r without its newline. A line longer
+// than max is passed cut to its first max bytes, once, and the rest of it is
+// skipped, so one overlong line never stops the reading. It returns r's
+// error, nil at EOF.
+func ReadLines(r io.Reader, max int, fn func(line []byte, cut bool)) error {
+	br := bufio.NewReaderSize(r, max)
+	skipping := false
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			if !skipping {
+				fn(line, true)
+				skipping = true
+			}
+			continue
+		case err != nil && len(line) == 0:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if !skipping {
+			fn(bytes.TrimRight(line, "\r\n"), false)
+		}
+		skipping = false
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
 		}
 	}
 }

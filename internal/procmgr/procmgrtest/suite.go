@@ -204,6 +204,9 @@ func testProvision(e *env) {
 		t.Fatalf("after provision: state %s pid %d, want running with a PID", st.State, st.MainPID)
 	}
 	uid, _ := lookupUID(t, spec.ID)
+	if uid < procmgr.InstanceIDMin || uid > procmgr.InstanceIDMax {
+		t.Errorf("instance uid %d outside the panel's range %d-%d", uid, procmgr.InstanceIDMin, procmgr.InstanceIDMax)
+	}
 	if got := procUID(t, st.MainPID); got != uid {
 		t.Errorf("master pid %d runs as uid %d, want the instance's uid %d", st.MainPID, got, uid)
 	}
@@ -547,8 +550,13 @@ func testDeprovisionKeeps(e *env) {
 	}
 	t.Cleanup(func() { os.RemoveAll(e.l.InstanceDir(id)) })
 	assertGone(t, e, id, false)
-	if _, err := os.Stat(page); err != nil {
-		t.Errorf("site files removed without purge: %v", err)
+	fi, err := os.Lstat(page)
+	if err != nil {
+		t.Fatalf("site files removed without purge: %v", err)
+	}
+	// A later instance given the same uid must not own them.
+	if s := fi.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != 0 {
+		t.Errorf("kept file owned by %d:%d, want root", s.Uid, s.Gid)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,6 +98,8 @@ var cgroupParentRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-
 
 // Backend runs instances' php-fpm masters as children of the panel.
 type Backend struct {
+	// seq numbers the statuses this backend makes (procmgr.Status.Seq).
+	seq   atomic.Uint64
 	host  *procmgr.Host
 	log   *slog.Logger
 	opt   Options
@@ -243,9 +246,10 @@ func (b *Backend) Name() string { return "supervise" }
 // InstalledPHP implements procmgr.Backend.
 func (b *Backend) InstalledPHP() []procmgr.PHPVersion { return procmgr.InstalledPHP() }
 
-// Close implements procmgr.Backend. Masters keep running and serving; their
-// output waits in the FIFOs (up to fifoSize each) for the next panel, which
-// adopts them. A pending automatic restart is left to that panel too.
+// Close implements procmgr.Backend. Masters keep running and serving. With
+// no reader on their FIFOs, what they write meanwhile is lost (EPIPE, which
+// they survive); the next panel adopts them and reads their FIFOs again. A
+// pending automatic restart is left to that panel too.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -441,13 +445,8 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 	if err := b.host.RemoveConfig(id); err != nil {
 		return fmt.Errorf("supervise: deprovision %s: %w", id, err)
 	}
-	if err := b.host.RemoveUser(ctx, id); err != nil {
+	if err := b.host.Retire(ctx, id, purge); err != nil {
 		return fmt.Errorf("supervise: deprovision %s: %w", id, err)
-	}
-	if purge {
-		if err := b.host.RemoveTree(id); err != nil {
-			return fmt.Errorf("supervise: deprovision %s: %w", id, err)
-		}
 	}
 	b.fan.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.Name()}, At: time.Now()})
 	return nil
@@ -718,6 +717,7 @@ func (b *Backend) statusLocked(inst *instance) procmgr.Status {
 		ex := *inst.lastExit
 		st.LastExit = &ex
 	}
+	st.Seq = b.seq.Add(1)
 	return st
 }
 

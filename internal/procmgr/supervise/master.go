@@ -72,7 +72,7 @@ func (m *master) waitExit() error {
 	})
 }
 
-// killGroup kills the master's process group (Setpgid made the master its
+// killGroup kills the master's process group (Setsid made the master its
 // leader), where php-fpm's workers live: orphaned workers would otherwise
 // keep answering on the socket. For a master of our own this runs only
 // before reaping, while the group id cannot have been reused; for an adopted
@@ -146,7 +146,11 @@ func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os
 		Stdout: out,
 		Stderr: out,
 		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid:    true,
+			// A session of its own (and so a process group it leads): no
+			// controlling terminal, so tenant code cannot open the
+			// terminal the panel was started from (`make run`) and read or
+			// type into root's shell.
+			Setsid:     true,
 			Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}},
 		},
 	}

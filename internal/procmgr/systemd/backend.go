@@ -37,6 +37,8 @@ type Backend struct {
 	// re-reads wait: each is a GetAll that costs systemd CPU it needs for
 	// the starts. Events from the signals themselves still go out at once.
 	batches atomic.Int32
+	// seq numbers the statuses this backend makes (procmgr.Status.Seq).
+	seq atomic.Uint64
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -114,6 +116,9 @@ func (b *Backend) installTemplate(ctx context.Context, c *sd.Conn) error {
 	}
 	b.log.Info("template unit changed; reloading systemd", "path", path)
 	if err := c.ReloadContext(ctx); err != nil {
+		// Without the file, the next start writes it again and reloads;
+		// left in place, it would look unchanged and never be loaded.
+		os.Remove(path)
 		return fmt.Errorf("systemd: daemon-reload: %w", err)
 	}
 	return nil
@@ -359,13 +364,8 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 	if err := b.host.RemoveConfig(id); err != nil {
 		return err
 	}
-	if err := b.host.RemoveUser(ctx, id); err != nil {
+	if err := b.host.Retire(ctx, id, purge); err != nil {
 		return err
-	}
-	if purge {
-		if err := b.host.RemoveTree(id); err != nil {
-			return err
-		}
 	}
 	b.mu.Lock()
 	delete(b.last, id)
@@ -613,6 +613,7 @@ func (b *Backend) readStatus(ctx context.Context, c *sd.Conn, id procmgr.Instanc
 // it from the moment it was seen.
 func (b *Backend) statusLocked(id procmgr.InstanceID, props map[string]any) procmgr.Status {
 	st := statusFromProps(id, props)
+	st.Seq = b.seq.Add(1)
 	if st.LastExit != nil {
 		b.exits[id] = *st.LastExit
 	} else if ex, ok := b.exits[id]; ok {

@@ -1,7 +1,6 @@
 package systemd
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,10 @@ import (
 // argv (the unit name is built from a validated id), never through a shell.
 
 const maxLogLines = 10_000
+
+// maxJournalLine bounds one JSON entry read from journalctl; a log line is
+// cut at 4 KiB anyway, and JSON escaping can make it a few times longer.
+const maxJournalLine = 64 << 10
 
 func journalArgs(unit string, n int, follow bool) []string {
 	args := []string{"--unit", unit, "--output", "json", "--no-pager", "--quiet",
@@ -74,12 +77,15 @@ func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]pro
 		return nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, err)
 	}
 	var lines []procmgr.LogLine
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l, ok := parseJournalLine(sc.Bytes()); ok {
+	// An entry too long to be a bounded log line is skipped, and reading
+	// goes on: journalctl must never block on a pipe no one drains.
+	rerr := procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {
+		if l, ok := parseJournalLine(raw); ok && !cut {
 			lines = append(lines, l)
 		}
+	})
+	if rerr != nil {
+		cmd.Process.Kill()
 	}
 	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, err)
@@ -104,14 +110,13 @@ func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) 
 	go func() {
 		defer close(ch)
 		defer cmd.Wait()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l, ok := parseJournalLine(sc.Bytes())
-			if !ok {
-				continue
+		err := procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {
+			if l, ok := parseJournalLine(raw); ok && !cut {
+				procmgr.SendDropOldest(ch, l)
 			}
-			procmgr.SendDropOldest(ch, l)
+		})
+		if err != nil {
+			cmd.Process.Kill()
 		}
 	}()
 	return ch, nil
