@@ -335,56 +335,21 @@ func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.
 	log := b.logFor(id, "provision")
 	inst := b.instance(id)
 
-	// Undo, in reverse, what this attempt made, if it fails.
-	var undo []func(context.Context)
+	prep, err := b.host.Prepare(ctx, spec, log)
+	if err != nil {
+		return procmgr.Status{}, fmt.Errorf("supervise: provision %s: %w", id, err)
+	}
+	// If a later step fails, undo what this attempt made.
 	defer func() {
-		if err == nil {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*stopTimeout)
-		defer cancel()
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i](cctx)
+		if err != nil {
+			prep.Undo(ctx, func(ctx context.Context) {
+				if err := b.teardown(ctx, inst); err != nil {
+					log.Error("rollback: remove service state", "err", err)
+				}
+			})
 		}
 	}()
-
-	u, createdUser, err := b.host.EnsureUser(ctx, id)
-	if createdUser {
-		undo = append(undo, func(ctx context.Context) {
-			if err := b.host.RemoveUser(ctx, id); err != nil {
-				log.Error("rollback: remove user", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, fmt.Errorf("supervise: provision %s: %w", id, err)
-	}
-	createdTree, err := b.host.EnsureTree(u, id)
-	if createdTree {
-		undo = append(undo, func(context.Context) {
-			if err := b.host.RemoveTree(id); err != nil {
-				log.Error("rollback: remove tree", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, fmt.Errorf("supervise: provision %s: %w", id, err)
-	}
-	hadConfig := b.host.ConfigExists(id)
-	changed, err := b.host.WriteConfig(u, spec)
-	if !hadConfig {
-		undo = append(undo, func(ctx context.Context) {
-			if err := b.teardown(ctx, inst); err != nil {
-				log.Error("rollback: remove service state", "err", err)
-			}
-			if err := b.host.RemoveConfig(id); err != nil {
-				log.Error("rollback: remove config", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, fmt.Errorf("supervise: provision %s: %w", id, err)
-	}
+	changed := prep.Changed
 	if err := b.applyLimits(inst, spec.Limits); err != nil {
 		return procmgr.Status{}, err
 	}

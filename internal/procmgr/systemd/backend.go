@@ -142,54 +142,17 @@ func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.
 	id, unit := spec.ID, b.host.Layout.UnitName(spec.ID)
 	log := b.logFor(id, "provision")
 
-	// Undo, in reverse, what this attempt made, if it fails.
-	var undo []func(context.Context)
+	prep, err := b.host.Prepare(ctx, spec, log)
+	if err != nil {
+		return procmgr.Status{}, err
+	}
+	// If a later step fails, undo what this attempt made.
 	defer func() {
-		if err == nil {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i](cctx)
+		if err != nil {
+			prep.Undo(ctx, func(ctx context.Context) { b.removeUnitState(ctx, id) })
 		}
 	}()
-
-	u, createdUser, err := b.host.EnsureUser(ctx, id)
-	if createdUser {
-		undo = append(undo, func(ctx context.Context) {
-			if err := b.host.RemoveUser(ctx, id); err != nil {
-				log.Error("rollback: remove user", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	createdTree, err := b.host.EnsureTree(u, id)
-	if createdTree {
-		undo = append(undo, func(context.Context) {
-			if err := b.host.RemoveTree(id); err != nil {
-				log.Error("rollback: remove tree", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	hadConfig := b.host.ConfigExists(id)
-	changed, err := b.host.WriteConfig(u, spec)
-	if !hadConfig {
-		undo = append(undo, func(ctx context.Context) {
-			b.removeUnitState(ctx, id)
-			if err := b.host.RemoveConfig(id); err != nil {
-				log.Error("rollback: remove config", "err", err)
-			}
-		})
-	}
-	if err != nil {
-		return procmgr.Status{}, err
-	}
+	changed := prep.Changed
 	if err := b.applyLimits(ctx, c, id, spec.Limits); err != nil {
 		return procmgr.Status{}, err
 	}
