@@ -187,10 +187,11 @@ func TestHealthRealFPM(t *testing.T) {
 	if s1.AcceptedConn < 3 {
 		t.Errorf("accepted conn %d after at least 3 requests", s1.AcceptedConn)
 	}
-	// The status request itself is being served by a worker.
-	if s2.ActiveProcesses < 1 || s2.TotalProcesses < 1 || s2.MaxActiveProcesses < 1 {
-		t.Errorf("active %d total %d max active %d: the status request itself runs in a worker",
-			s2.ActiveProcesses, s2.TotalProcesses, s2.MaxActiveProcesses)
+	// A worker has served these requests. (Whether the status request
+	// counts itself as active depends on when php-fpm samples its
+	// scoreboard, so active processes may read 0.)
+	if s2.TotalProcesses < 1 || s2.MaxActiveProcesses < 1 {
+		t.Errorf("total %d max active %d: a worker served the requests", s2.TotalProcesses, s2.MaxActiveProcesses)
 	}
 
 	h := procmgr.CheckHealth(t.Context(), fpm.sock)

@@ -159,6 +159,8 @@ func Run(t *testing.T, f Factory) {
 		{"StartMany", testStartMany},
 		{"ListAndNotFound", testList},
 		{"PlantedSymlinkRefused", testSymlink},
+		{"CleanExitIsNotRestarted", testCleanExit},
+		{"StopRightAfterReload", testStopAfterReload},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(newEnv(t)) })
 	}
@@ -745,4 +747,53 @@ func testSymlink(e *env) {
 		t.Errorf("symlink target was changed: uid %d mode %v", s.Uid, fi.Mode())
 	}
 	os.Remove(tmp)
+}
+
+// Restart=on-failure: a master that exits cleanly (php-fpm's answer to
+// SIGTERM) leaves the instance stopped, not restarted.
+func testCleanExit(e *env) {
+	t := e.t
+	spec, st := e.provision("term", procmgr.SpecInput{})
+	if err := e.b.Kill(e.ctx(), spec.ID, procmgr.SigTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The exit reaches the backend as an event just after the state does.
+	got := waitFor(e, spec.ID, 2*time.Second, func(s procmgr.Status) bool {
+		return s.State == procmgr.StateStopped && s.LastExit != nil
+	})
+	if got.State != procmgr.StateStopped || got.MainPID != 0 || got.Restarts != st.Restarts {
+		t.Fatalf("after SIGTERM: state %s pid %d restarts %d, want stopped with no restart", got.State, got.MainPID, got.Restarts)
+	}
+	if got.LastExit == nil || got.LastExit.Result != "success" {
+		t.Errorf("last exit %+v, want success", got.LastExit)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if again, _ := e.b.Status(e.ctx(), spec.ID); again.State != procmgr.StateStopped {
+		t.Errorf("restarted after a clean exit: %s", again.State)
+	}
+}
+
+// php-fpm loses a signal that arrives while it re-executes itself for a
+// reload; a stop right after a reload must still end in moments, not after
+// the stop timeout.
+func testStopAfterReload(e *env) {
+	t := e.t
+	spec, _ := e.provision("sar", procmgr.SpecInput{})
+	for _, after := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond} {
+		if err := e.b.Kill(e.ctx(), spec.ID, procmgr.SigUSR2); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(after)
+		t0 := time.Now()
+		stopped, err := e.b.Stop(e.ctx(), spec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(t0); took > 3*time.Second || stopped.State != procmgr.StateStopped {
+			t.Fatalf("stop %v after a reload: state %s after %v", after, stopped.State, took)
+		}
+		if _, err := e.b.Start(e.ctx(), spec.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

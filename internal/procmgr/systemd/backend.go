@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
@@ -180,11 +181,8 @@ func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.
 func (b *Backend) removeUnitState(ctx context.Context, id procmgr.InstanceID) {
 	unit := b.host.Layout.UnitName(id)
 	if c, err := b.conn.get(ctx); err == nil {
-		ch := make(chan string, 1)
-		if _, err := c.StopUnitContext(ctx, unit, "replace", ch); err == nil {
-			if err := waitJob(ctx, unit, "stop", ch); err != nil {
-				b.logFor(id, "remove").Warn("stop", "err", err)
-			}
+		if err := stopUnit(ctx, c, unit); err != nil {
+			b.logFor(id, "remove").Warn("stop", "err", err)
 		}
 		_ = c.ResetFailedUnitContext(ctx, unit)
 	}
@@ -210,11 +208,14 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 		if p, perr := c.GetUnitPropertyContext(ctx, unit, "ActiveState"); perr == nil && p.Value.Value() == "failed" {
 			_ = c.ResetFailedUnitContext(ctx, unit)
 		}
-		if verb == "start" {
-			_, err = c.StartUnitContext(ctx, unit, "replace", ch)
-		} else {
-			_, err = c.RestartUnitContext(ctx, unit, "replace", ch)
+		if verb == "restart" {
+			// Restart is stop, wait, start: systemd's own restart job
+			// would stop with one signal, which php-fpm may lose.
+			if err := stopUnit(ctx, c, unit); err != nil {
+				return err
+			}
 		}
+		_, err = c.StartUnitContext(ctx, unit, "replace", ch)
 	case "reload":
 		// php-fpm reloads (USR2) by letting its workers finish, then
 		// re-executing the master. Until the old workers are gone a ping
@@ -397,13 +398,38 @@ func (b *Backend) Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.St
 // Stop implements procmgr.Backend.
 func (b *Backend) Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
 	return b.power(ctx, id, func(c *sd.Conn) error {
-		unit := b.host.Layout.UnitName(id)
-		ch := make(chan string, 1)
-		if _, err := c.StopUnitContext(ctx, unit, "replace", ch); err != nil {
-			return fmt.Errorf("systemd: stop %s: %w", unit, err)
-		}
-		return waitJob(ctx, unit, "stop", ch)
+		return stopUnit(ctx, c, b.host.Layout.UnitName(id))
 	})
+}
+
+// stopResignal is how often a stop sends SIGTERM again to a master that is
+// still there.
+const stopResignal = 100 * time.Millisecond
+
+// stopUnit stops a unit and waits for it. php-fpm loses a signal that
+// arrives while it re-executes itself for a reload (measured: a SIGTERM 0-2
+// ms after a SIGUSR2 is ignored), and systemd sends its stop signal once,
+// then waits TimeoutStopSec. So while the stop job runs, SIGTERM is sent to
+// the main process again every 100 ms; it is php-fpm's "terminate now", the
+// same as systemd's own.
+func stopUnit(ctx context.Context, c *sd.Conn, unit string) error {
+	ch := make(chan string, 1)
+	if _, err := c.StopUnitContext(ctx, unit, "replace", ch); err != nil {
+		return fmt.Errorf("systemd: stop %s: %w", unit, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waitJob(ctx, unit, "stop", ch) }()
+	t := time.NewTicker(stopResignal)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			// No main process any more is fine: the job is about to end.
+			_ = c.KillUnitWithTarget(ctx, unit, sd.Main, int32(syscall.SIGTERM))
+		}
+	}
 }
 
 // StartMany implements procmgr.Backend: all start jobs are queued at once,
