@@ -72,3 +72,17 @@ func TestLogLinesCannotDriveTheTerminal(t *testing.T) {
 		t.Errorf("escaped form %q lost text, tab or non-ASCII letters", got)
 	}
 }
+
+func TestDSNPasswordRefusedOnCommandLine(t *testing.T) {
+	if _, err := parseServe([]string{"--db", "mysql://ikabud:s3cret@tcp(127.0.0.1:3306)/ikabud"}); err == nil || !strings.Contains(err.Error(), "password") {
+		t.Errorf("a password in --db: %v, want it refused", err)
+	}
+	if _, err := parseServe([]string{"--db", "mysql://ikabud@tcp(127.0.0.1:3306)/ikabud"}); err != nil {
+		t.Errorf("a DSN without a password: %v", err)
+	}
+	t.Setenv("IKABUD_DB", "mysql://ikabud:s3cret@tcp(127.0.0.1:3306)/ikabud")
+	cfg, err := parseServe(nil)
+	if err != nil || cfg.db != "mysql://ikabud:s3cret@tcp(127.0.0.1:3306)/ikabud" {
+		t.Errorf("a password in IKABUD_DB: %q %v, want it taken", cfg.db, err)
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +43,7 @@ type serveConfig struct {
 	logLevel    string
 	initAdmin   string
 	socketGroup string
+	dbFile      string
 	layout      procmgr.Layout
 }
 
@@ -48,7 +51,8 @@ func parseServe(args []string) (serveConfig, error) {
 	d := procmgr.DefaultLayout()
 	cfg := serveConfig{layout: d}
 	fs := newFlagSet("serve")
-	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user:pass@tcp(host:3306)/db")
+	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user@tcp(host:3306)/db (a password belongs in IKABUD_DB or --db-file, not here)")
+	fs.StringVar(&cfg.dbFile, "db-file", envOr("IKABUD_DB_FILE", ""), "read the database DSN from this root-only file")
 	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address")
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "Unix socket for the command line (root only)")
 	fs.StringVar(&cfg.socketGroup, "socket-group", envOr("IKABUD_SOCKET_GROUP", ""), "also let this group use the socket (its members act as the panel user mapped to their uid)")
@@ -67,10 +71,46 @@ func parseServe(args []string) (serveConfig, error) {
 	if len(pos) > 0 {
 		return cfg, fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
 	}
+	if err := resolveDSN(&cfg, args); err != nil {
+		return cfg, err
+	}
 	if err := cfg.layout.Validate(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// dsnPasswordRe finds a password in a MySQL DSN (user:password@...).
+var dsnPasswordRe = regexp.MustCompile(`^mysql://[^:@/]*:[^@]*@`)
+
+// resolveDSN takes the DSN from --db-file when given, and refuses a password
+// on the command line: every local user, tenants included, can read a
+// process's argv in /proc (and a unit's ExecStart over D-Bus); the
+// environment and a 0600 file are root's alone.
+func resolveDSN(cfg *serveConfig, args []string) error {
+	if cfg.dbFile != "" {
+		fi, err := os.Stat(cfg.dbFile)
+		if err != nil {
+			return fmt.Errorf("--db-file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("--db-file %s is readable by others (mode %v): chmod 600 it", cfg.dbFile, fi.Mode().Perm())
+		}
+		data, err := os.ReadFile(cfg.dbFile)
+		if err != nil {
+			return fmt.Errorf("--db-file: %w", err)
+		}
+		cfg.db = strings.TrimSpace(string(data))
+		return nil
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--db=") || strings.HasPrefix(a, "-db=") || a == "--db" || a == "-db" {
+			if dsnPasswordRe.MatchString(cfg.db) {
+				return fmt.Errorf("%w: --db carries a password, which every local user can read in the process list; put the DSN in IKABUD_DB (an EnvironmentFile= of mode 0600) or in a file given with --db-file", errUsage)
+			}
+		}
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -163,6 +163,8 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "CPUAccounting", "yes"),
 		o("Service", "TasksAccounting", "yes"),
 		o("Service", "MemoryMax", Defaults.MemoryMax),
+		// No swap: MemoryMax would otherwise bound only the RAM part.
+		o("Service", "MemorySwapMax", "0"),
 		o("Service", "CPUQuota", Defaults.CPUQuota),
 		o("Service", "TasksMax", Defaults.TasksMax),
 
@@ -188,6 +190,10 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "RestrictRealtime", "yes"),
 		o("Service", "RestrictNamespaces", "yes"),
 		o("Service", "LockPersonality", "yes"),
+		// Shared memory and semaphores are private to the instance and
+		// removed when it stops, so they cannot outlive its memory limit.
+		o("Service", "PrivateIPC", "yes"),
+		o("Service", "RemoveIPC", "yes"),
 		o("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
 		o("Service", "SystemCallArchitectures", "native"),
 		o("Service", "SystemCallFilter", "@system-service"),
