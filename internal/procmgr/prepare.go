@@ -2,7 +2,9 @@ package procmgr
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -38,6 +40,14 @@ func (h *Host) Prepare(ctx context.Context, spec Spec, log *slog.Logger) (p *Pre
 	}()
 	if p.User, p.newUser, err = h.EnsureUser(ctx, spec.ID); err != nil {
 		return p, err
+	}
+	if p.newUser {
+		// A new user over an existing tree: files an earlier instance of
+		// this id left (removed without purge). Handing them to a new
+		// user, possibly another customer, is not this call's to decide.
+		if _, err := os.Lstat(h.Layout.InstanceDir(spec.ID)); err == nil {
+			return p, fmt.Errorf("procmgr: %s exists, kept from a removed instance of this id: purge or move it first: %w", h.Layout.InstanceDir(spec.ID), ErrConflict)
+		}
 	}
 	if p.newTree, err = h.EnsureTree(p.User, spec.ID); err != nil {
 		return p, err

@@ -560,6 +560,15 @@ func testDeprovisionKeeps(e *env) {
 	if s := fi.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != 0 {
 		t.Errorf("kept file owned by %d:%d, want root", s.Uid, s.Gid)
 	}
+	// A new instance of the same id is not handed the kept files.
+	if _, err := e.b.Provision(e.ctx(), MustSpec(t, id, procmgr.SpecInput{})); !errors.Is(err, procmgr.ErrConflict) {
+		t.Errorf("provision over kept files: %v, want ErrConflict", err)
+		e.b.Deprovision(e.ctx(), id, false)
+	}
+	assertGone(t, e, id, false)
+	if fi, err := os.Lstat(page); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("kept files changed by a refused provision: %v", err)
+	}
 }
 
 func testHealth(e *env) {

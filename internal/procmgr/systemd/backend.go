@@ -150,7 +150,11 @@ func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.
 	// If a later step fails, undo what this attempt made.
 	defer func() {
 		if err != nil {
-			prep.Undo(ctx, func(ctx context.Context) { b.removeUnitState(ctx, id) })
+			prep.Undo(ctx, func(ctx context.Context) {
+				if err := b.removeUnitState(ctx, id); err != nil {
+					log.Error("rollback: stop", "err", err)
+				}
+			})
 		}
 	}()
 	changed := prep.Changed
@@ -177,21 +181,26 @@ func (b *Backend) Provision(ctx context.Context, spec procmgr.Spec) (st procmgr.
 	return b.refreshStatus(ctx, c, id)
 }
 
-// removeUnitState stops the unit and forgets its persisted limits.
-func (b *Backend) removeUnitState(ctx context.Context, id procmgr.InstanceID) {
+// removeUnitState stops the unit and forgets its persisted limits. If the
+// unit cannot be stopped it returns the error and leaves everything else,
+// so that a remove never hides an instance that still runs.
+func (b *Backend) removeUnitState(ctx context.Context, id procmgr.InstanceID) error {
 	unit := b.host.Layout.UnitName(id)
-	if c, err := b.conn.get(ctx); err == nil {
-		if err := stopUnit(ctx, c, unit); err != nil {
-			b.logFor(id, "remove").Warn("stop", "err", err)
-		}
-		_ = c.ResetFailedUnitContext(ctx, unit)
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return err
 	}
+	if err := stopUnit(ctx, c, unit); err != nil {
+		return err
+	}
+	_ = c.ResetFailedUnitContext(ctx, unit)
 	// SetUnitProperties(runtime=false) persisted the limits here.
 	for _, dir := range []string{"/etc/systemd/system.control/" + unit + ".d", "/run/systemd/system.control/" + unit + ".d"} {
 		if err := os.RemoveAll(dir); err != nil {
 			b.logFor(id, "remove").Warn("remove drop-ins", "dir", dir, "err", err)
 		}
 	}
+	return nil
 }
 
 // jobAndReady runs a start, restart or reload job and waits until the pool
@@ -324,7 +333,9 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 		return err
 	}
 	defer unlock()
-	b.removeUnitState(ctx, id)
+	if err := b.removeUnitState(ctx, id); err != nil {
+		return fmt.Errorf("systemd: remove %s: %w", id, err)
+	}
 	if err := b.host.RemoveConfig(id); err != nil {
 		return err
 	}
