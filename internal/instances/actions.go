@@ -191,9 +191,17 @@ func (s *Service) recordError(ctx context.Context, id procmgr.InstanceID, err er
 	}
 }
 
-// Start starts an instance and records that it should run.
+// Start starts an instance and records that it should run. A person's
+// start also lifts the reconciler's limit on starting it again.
 func (s *Service) Start(ctx context.Context, p auth.Principal, id string) (View, error) {
-	return s.power(ctx, p, id, "start", DesiredRunning, s.startOrProvision)
+	return s.power(ctx, p, id, "start", DesiredRunning, func(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
+		s.mu.Lock()
+		if e, ok := s.entries[id]; ok {
+			e.autoStarts = nil
+		}
+		s.mu.Unlock()
+		return s.startOrProvision(ctx, id)
+	})
 }
 
 // startOrProvision starts an instance through Provision, which also writes

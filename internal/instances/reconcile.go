@@ -177,6 +177,13 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 	case PhaseReady:
 		switch {
 		case row.DesiredState == DesiredRunning && (state == procmgr.StateAbsent || state == procmgr.StateStopped):
+			if !s.mayAutoStart(id) {
+				// The instance keeps stopping on its own (its code exits
+				// cleanly, which no restart policy counts): leave it, as
+				// systemd's start limit would, until a person starts it.
+				s.recordError(bctx, id, fmt.Errorf("instances: %s stopped on its own %d times in %s; not started again until a person does", id, autoStartBurst, autoStartWindow))
+				return
+			}
 			st, err := s.startOrProvision(bctx, id)
 			if err == nil {
 				s.setStatus(st)
@@ -192,6 +199,39 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 			s.audit(p, "stop", id, err, "desired stopped, observed "+string(state))
 		}
 	}
+}
+
+// The reconciler starts an instance that stopped on its own at most
+// autoStartBurst times in autoStartWindow, as systemd's start limit does:
+// an instance whose code keeps exiting cleanly must not cost a provision and
+// an audit row every few milliseconds forever.
+const (
+	autoStartBurst  = 5
+	autoStartWindow = time.Minute
+)
+
+// mayAutoStart records one reconciler start of id, or says the limit is
+// reached. A person's start clears the record.
+func (s *Service) mayAutoStart(id procmgr.InstanceID) bool {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[id]
+	if !ok {
+		return false
+	}
+	recent := e.autoStarts[:0]
+	for _, t := range e.autoStarts {
+		if now.Sub(t) < autoStartWindow {
+			recent = append(recent, t)
+		}
+	}
+	e.autoStarts = recent
+	if len(recent) >= autoStartBurst {
+		return false
+	}
+	e.autoStarts = append(e.autoStarts, now)
+	return true
 }
 
 // WaitIdle waits until no action holds a lock and the reconcile queue is

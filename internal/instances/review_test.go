@@ -93,3 +93,33 @@ func TestOlderStatusDoesNotOverwriteNewer(t *testing.T) {
 		t.Errorf("status seq %d state %s, want the newer (%d, failed)", got.Status.Seq, got.Status.State, newer.Seq)
 	}
 }
+
+// An instance that keeps stopping on its own is started again by the
+// reconciler only up to the limit; a person's start lifts it.
+func TestReconcilerStopsRestartingAnInstanceThatKeepsExiting(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.run()
+	e.create("wp-loop", nil, procmgr.SpecInput{})
+	for i := 0; i < 8; i++ {
+		if _, err := e.fb.StopExternally("wp-loop"); err != nil {
+			t.Fatal(err)
+		}
+		// Give the reconciler its chance to start it again.
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) && e.fb.State("wp-loop") != procmgr.StateRunning {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if n := e.fb.CallsFor("Provision", "wp-loop"); n > 1+5 {
+		t.Errorf("reconciler started a self-stopping instance %d times, want at most 5 after the create", n-1)
+	}
+	if st := e.fb.State("wp-loop"); st != procmgr.StateStopped {
+		t.Errorf("after the limit the instance is %s, want stopped", st)
+	}
+	if r := e.row("wp-loop"); r.LastError == "" {
+		t.Errorf("no last error recorded for the instance left stopped")
+	}
+	if _, err := e.svc.Start(tctx(t), root, "wp-loop"); err != nil || e.fb.State("wp-loop") != procmgr.StateRunning {
+		t.Errorf("a person's start after the limit: %v, state %s", err, e.fb.State("wp-loop"))
+	}
+}

@@ -99,6 +99,9 @@ type entry struct {
 	// dirty: the reconciler skipped this instance while an action held
 	// its lock; it is queued again when the lock is released.
 	dirty bool
+	// autoStarts are the reconciler's recent starts of this instance
+	// (mayAutoStart); a person's start clears them.
+	autoStarts []time.Time
 	// configStale: the spec changed while the instance was stopped; its
 	// config is written at its next start.
 	configStale bool
