@@ -79,10 +79,12 @@ func printHealth(w io.Writer, id string, h procmgr.Health) {
 	if h.Healthy {
 		fmt.Fprintf(w, "Health: healthy (ping %s)\n", h.PingLatency.Round(time.Microsecond))
 	} else {
-		fmt.Fprintf(w, "Health: unhealthy: %s\n", h.Reason)
+		fmt.Fprintf(w, "Health: unhealthy: %s\n", escapeControls(h.Reason))
 	}
 	if p := h.Pool; p != nil {
-		fmt.Fprintf(w, "Pool: %s (%s)\n", p.Pool, p.ProcessManager)
+		// These strings come from whatever answers on the instance's
+		// socket, which the tenant can replace.
+		fmt.Fprintf(w, "Pool: %s (%s)\n", escapeControls(p.Pool), escapeControls(p.ProcessManager))
 		fmt.Fprintf(w, "Processes: %d active, %d idle, %d total\n", p.ActiveProcesses, p.IdleProcesses, p.TotalProcesses)
 		fmt.Fprintf(w, "Listen queue: %d (max %d)\n", p.ListenQueue, p.MaxListenQueue)
 		fmt.Fprintf(w, "Max children reached: %d\n", p.MaxChildrenReached)

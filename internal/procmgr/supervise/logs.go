@@ -173,18 +173,42 @@ func (s *logSink) writer() (*os.File, error) {
 	return os.NewFile(uintptr(fd), s.fifoPath), nil
 }
 
+// A master's output is rate-limited, as journald limits a unit's: tenant
+// code can write to the master's stderr, and every line kept costs the
+// panel (root) a write and a fan-out. Past the limit lines are counted and
+// dropped, and one line says how many.
+const (
+	rateWindow   = time.Second
+	rateMaxLines = 1000
+)
+
 func (s *logSink) readLoop(f *os.File) {
 	defer s.wg.Done()
 	r := bufio.NewReaderSize(f, readBuffer)
 	skipping := false
+	windowStart, inWindow, suppressed := time.Now(), 0, 0
+	keep := func() bool {
+		if now := time.Now(); now.Sub(windowStart) >= rateWindow {
+			if suppressed > 0 {
+				s.add(fmt.Sprintf("Suppressed %d lines of output (more than %d a second).", suppressed, rateMaxLines))
+			}
+			windowStart, inWindow, suppressed = now, 0, 0
+		}
+		if inWindow >= rateMaxLines {
+			suppressed++
+			return false
+		}
+		inWindow++
+		return true
+	}
 	for {
 		line, err := r.ReadSlice('\n')
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
-			if !skipping {
+			if !skipping && keep() {
 				s.add(string(line))
-				skipping = true
 			}
+			skipping = true
 			continue
 		case err != nil:
 			// Closed by Close or Deprovision.
@@ -194,8 +218,8 @@ func (s *logSink) readLoop(f *os.File) {
 			skipping = false
 			continue
 		}
-		if text := string(bytes.TrimRight(line, "\r\n")); text != "" {
-			s.add(text)
+		if text := bytes.TrimRight(line, "\r\n"); len(text) > 0 && keep() {
+			s.add(string(text))
 		}
 	}
 }

@@ -40,6 +40,8 @@ type Backend struct {
 	batches atomic.Int32
 	// seq numbers the statuses this backend makes (procmgr.Status.Seq).
 	seq atomic.Uint64
+	// readers holds a slot per running journalctl (maxJournalReaders).
+	readers chan struct{}
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -63,14 +65,15 @@ func New(ctx context.Context, opt Options) (*Backend, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Backend{
-		host:  host,
-		log:   log.With("backend", "systemd"),
-		last:  map[procmgr.InstanceID]procmgr.Status{},
-		exits: map[procmgr.InstanceID]procmgr.ExitInfo{},
-		props: map[procmgr.InstanceID]map[string]any{},
-		dirty: map[procmgr.InstanceID]bool{},
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
+		host:    host,
+		log:     log.With("backend", "systemd"),
+		last:    map[procmgr.InstanceID]procmgr.Status{},
+		exits:   map[procmgr.InstanceID]procmgr.ExitInfo{},
+		props:   map[procmgr.InstanceID]map[string]any{},
+		readers: make(chan struct{}, maxJournalReaders),
+		dirty:   map[procmgr.InstanceID]bool{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 	}
 	c, err := b.conn.get(ctx)
 	if err != nil {
@@ -282,20 +285,17 @@ func (b *Backend) applyLimits(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	return nil
 }
 
-// workerPIDs lists the processes of the instance's cgroup other than the
-// master.
+// workerPIDs lists the master's children: php-fpm's workers. Other
+// processes in the cgroup (a tenant's own background job) are not waited
+// for on a reload.
 func (b *Backend) workerPIDs(id procmgr.InstanceID) []int {
 	b.mu.Lock()
-	cg, _ := b.props[id]["ControlGroup"].(string)
 	main, _ := b.props[id]["MainPID"].(uint32)
 	b.mu.Unlock()
-	var out []int
-	for _, pid := range cgroupPIDs(cg) {
-		if pid != int(main) {
-			out = append(out, pid)
-		}
+	if main == 0 {
+		return nil
 	}
-	return out
+	return procmgr.Children(int(main))
 }
 
 type limitValues struct {

@@ -17,6 +17,23 @@ import (
 
 const maxLogLines = 10_000
 
+// maxJournalReaders bounds the journalctl processes the backend runs at once
+// (each -f holds an inotify instance of root's, of which there are 128).
+const maxJournalReaders = 32
+
+// ErrTooManyReaders means every journal reader slot is taken.
+var errTooManyReaders = fmt.Errorf("systemd: %d log readers already running; try again later: %w", maxJournalReaders, procmgr.ErrConflict)
+
+// journalSlot takes a journal reader slot, or fails at once.
+func (b *Backend) journalSlot() (func(), error) {
+	select {
+	case b.readers <- struct{}{}:
+		return func() { <-b.readers }, nil
+	default:
+		return nil, errTooManyReaders
+	}
+}
+
 // maxJournalLine bounds one JSON entry read from journalctl; a log line is
 // cut at 4 KiB anyway, and JSON escaping can make it a few times longer.
 const maxJournalLine = 64 << 10
@@ -68,6 +85,11 @@ func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]pro
 	if err := b.checkProvisioned(id); err != nil {
 		return nil, err
 	}
+	release, err := b.journalSlot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	cmd := exec.CommandContext(ctx, "journalctl", journalArgs(b.host.Layout.UnitName(id), clampLines(n), false)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -98,16 +120,23 @@ func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) 
 	if err := b.checkProvisioned(id); err != nil {
 		return nil, err
 	}
+	release, err := b.journalSlot()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.CommandContext(ctx, "journalctl", journalArgs(b.host.Layout.UnitName(id), clampLines(n), true)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("systemd: follow logs of %s: %w", id, err)
 	}
 	if err := cmd.Start(); err != nil {
+		release()
 		return nil, fmt.Errorf("systemd: follow logs of %s: journalctl: %w", id, err)
 	}
 	ch := make(chan procmgr.LogLine, 256)
 	go func() {
+		defer release()
 		defer close(ch)
 		defer cmd.Wait()
 		err := procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {

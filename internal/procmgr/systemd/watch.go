@@ -246,31 +246,6 @@ func cgroupTasks(cg string) uint64 {
 	return 0
 }
 
-// cgroupPIDs lists the processes of a cgroup.
-func cgroupPIDs(cg string) []int {
-	if cg == "" {
-		return nil
-	}
-	for _, p := range []string{
-		filepath.Join("/sys/fs/cgroup", cg, "cgroup.procs"),
-		filepath.Join("/sys/fs/cgroup/unified", cg, "cgroup.procs"),
-		filepath.Join("/sys/fs/cgroup/systemd", cg, "cgroup.procs"),
-	} {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		var pids []int
-		for _, f := range strings.Fields(string(data)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, n)
-			}
-		}
-		return pids
-	}
-	return nil
-}
-
 func readUint(p string) (uint64, error) {
 	data, err := os.ReadFile(p)
 	if err != nil {
