@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -256,22 +257,55 @@ func (h *Host) Retire(ctx context.Context, id InstanceID, purge bool) error {
 }
 
 // DisownTree gives a kept instance tree (removed without purge) to root, so
-// that a later instance that is given the same uid cannot read it. Symlinks
-// are changed themselves (Lchown), never followed.
+// that a later instance that is given the same uid cannot read it. The walk
+// goes through descriptors opened with O_NOFOLLOW and changes each entry
+// relative to its directory without following it, so a directory swapped
+// for a symlink meanwhile can never make root chown what the link names.
 func (h *Host) DisownTree(id InstanceID) error {
-	err := filepath.WalkDir(h.Layout.InstanceDir(id), func(p string, d os.DirEntry, err error) error {
+	root, err := unix.Open(h.Layout.InstancesRoot, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("procmgr: open %s: %w", h.Layout.InstancesRoot, err)
+	}
+	defer unix.Close(root)
+	if err := disownAt(root, string(id), 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("procmgr: give %s to root: %w", h.Layout.InstanceDir(id), err)
+	}
+	return nil
+}
+
+// maxTreeDepth bounds the walk of a tenant's tree.
+const maxTreeDepth = 256
+
+func disownAt(dirfd int, name string, depth int) error {
+	if err := unix.Fchownat(dirfd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return nil // a file or a symlink: changed above, nothing below
+		}
+		return err
+	}
+	dir := os.NewFile(uintptr(fd), name)
+	defer dir.Close()
+	if depth >= maxTreeDepth {
+		return fmt.Errorf("deeper than %d levels", maxTreeDepth)
+	}
+	for {
+		entries, err := dir.ReadDir(256)
+		for _, e := range entries {
+			if err := disownAt(fd, e.Name(), depth+1); err != nil && !errors.Is(err, unix.ENOENT) {
+				return err
+			}
+		}
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		return os.Lchown(p, 0, 0)
-	})
-	if err != nil {
-		return fmt.Errorf("procmgr: give %s to root: %w", h.Layout.InstanceDir(id), err)
 	}
-	return nil
 }
 
 // RemoveTree deletes the instance's files. os.RemoveAll removes symlinks
