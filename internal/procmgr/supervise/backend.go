@@ -817,15 +817,21 @@ func (b *Backend) readState(id procmgr.InstanceID) (savedState, bool, error) {
 	return s, true, nil
 }
 
-// ensureRuntimeDir makes the directory of the socket and pid file, owned by
-// the instance user (php-fpm runs as that user and creates both) and open to
-// its group, which holds the web server's user.
+// ensureRuntimeDir makes the directory of the socket and pid file afresh
+// before each start (no master runs then), owned by the instance user
+// (php-fpm runs as that user and creates both) and open to its group, which
+// holds the web server's user. Afresh, as systemd's RuntimeDirectory= is:
+// nothing the tenant left there (a FIFO where the pid file goes would hang
+// php-fpm's start) outlives a master.
 func (b *Backend) ensureRuntimeDir(id procmgr.InstanceID, u procmgr.InstanceUser) error {
 	dir := b.host.Layout.RuntimeDir(id)
 	if err := os.MkdirAll(b.host.Layout.RuntimeRoot, 0o755); err != nil {
 		return fmt.Errorf("supervise: %w", err)
 	}
-	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("supervise: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
 		return fmt.Errorf("supervise: %w", err)
 	}
 	// The runtime root is root's, so nothing but a directory made by the
