@@ -78,7 +78,9 @@ func main() {
 		os.Exit(1)
 	}
 	if b.failed {
-		os.Exit(3)
+		// The figures are the output; a missed target is reported, not an
+		// error, so that make bench goes on to the next backend.
+		fmt.Println("some figures missed their targets (marked MISSED)")
 	}
 }
 

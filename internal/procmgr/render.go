@@ -190,9 +190,10 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "RestrictRealtime", "yes"),
 		o("Service", "RestrictNamespaces", "yes"),
 		o("Service", "LockPersonality", "yes"),
-		// Shared memory and semaphores are private to the instance and
-		// removed when it stops, so they cannot outlive its memory limit.
-		o("Service", "PrivateIPC", "yes"),
+		// The instance user's shared memory and semaphores are removed
+		// when it stops, so they cannot outlive it (PrivateIPC= would
+		// also hide them from others, but its namespace made a batch start
+		// of 200 instances a second slower here).
 		o("Service", "RemoveIPC", "yes"),
 		o("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
 		o("Service", "SystemCallArchitectures", "native"),

@@ -344,9 +344,6 @@ func (c *cgroups) join(id procmgr.InstanceID, pid int, v1, track bool) {
 // memory it touched first would stay charged to the panel's cgroup.
 func (c *cgroups) startIn(id procmgr.InstanceID, cmd *exec.Cmd) (bool, error) {
 	dirs := c.v1Dirs(id)
-	if len(dirs) == 0 {
-		return false, cmd.Start()
-	}
 	ch := make(chan forkResult, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -376,8 +373,16 @@ type forkResult struct {
 func (c *cgroups) forkPlaced(id procmgr.InstanceID, dirs []string, cmd *exec.Cmd, out chan<- forkResult) {
 	runtime.LockOSThread()
 	// No UnlockOSThread: the thread ends with this goroutine.
+	// no_new_privs on this thread only, inherited by the master it forks
+	// and never lost: setuid programs (crontab, at, fusermount) cannot take
+	// tenant code out of its user or its cgroups. systemd units get the
+	// same from NoNewPrivileges=.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		out <- forkResult{false, fmt.Errorf("supervise: no_new_privs: %w", err)}
+		return
+	}
 	tid := strconv.Itoa(unix.Gettid())
-	placed := true
+	placed := len(dirs) > 0
 	for _, d := range dirs {
 		if err := writeFile(filepath.Join(d, "tasks"), tid); err != nil {
 			c.log.Warn("place the forking thread in a cgroup", "instance", string(id), "dir", d, "err", err)

@@ -133,25 +133,15 @@ func (m *master) reap() exitStatus {
 // command is the master's exec: the instance's php-fpm link, as the instance
 // user with no supplementary groups, in a process group of its own, with a
 // clean environment, in the document root, stdin from /dev/null.
-// setprivPath is util-linux's setpriv, present on every Debian system.
-const setprivPath = "/usr/bin/setpriv"
-
 func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os.File) *exec.Cmd {
 	l := b.host.Layout
 	link := l.FPMBinaryLink(id)
-	// argv[0] is the link: php-fpm re-executes argv[0] on a reload, so a
-	// changed PHP version is picked up then.
-	path, args := link, []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)}
-	if _, err := os.Stat(setprivPath); err == nil {
-		// setpriv sets no_new_privs and then execs php-fpm in its place
-		// (same PID): setuid programs (crontab, at, fusermount) cannot
-		// give tenant code a way out of its user or its cgroups. systemd
-		// units get the same from NoNewPrivileges=.
-		path, args = setprivPath, append([]string{setprivPath, "--no-new-privs", "--"}, args...)
-	}
 	return &exec.Cmd{
-		Path:   path,
-		Args:   args,
+		// argv[0] is the link: php-fpm re-executes argv[0] on a reload, so
+		// a changed PHP version is picked up then. no_new_privs is set by
+		// the thread that forks it (cgroups.startIn).
+		Path:   link,
+		Args:   []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)},
 		Env:    []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
 		Dir:    l.PublicDir(id),
 		Stdout: out,
