@@ -673,58 +673,34 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 // Stop stops the instance (no PID); a stopped one is left alone. An absent
 // instance wraps procmgr.ErrNotFound.
 func (b *Backend) Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	c := Call{Op: OpStop, ID: id}
-	if err := b.enter(ctx, c); err != nil {
-		return procmgr.Status{}, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	in, ok := b.insts[id]
-	if !ok {
-		return procmgr.Status{}, b.finishLocked(c, notFound(OpStop, id))
-	}
-	if in.status.State != procmgr.StateStopped {
-		b.setStateLocked(in, procmgr.StateStopped)
-		b.publishLocked(in)
-	}
-	return in.status, b.finishLocked(c, nil)
+	return b.onInstance(ctx, OpStop, id, func(in *instance) error {
+		if in.status.State != procmgr.StateStopped {
+			b.setStateLocked(in, procmgr.StateStopped)
+			b.publishLocked(in)
+		}
+		return nil
+	})
 }
 
 // Restart gives the instance a new PID, starting it if it was not running.
 // An absent instance wraps procmgr.ErrNotFound.
 func (b *Backend) Restart(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	c := Call{Op: OpRestart, ID: id}
-	if err := b.enter(ctx, c); err != nil {
-		return procmgr.Status{}, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	in, ok := b.insts[id]
-	if !ok {
-		return procmgr.Status{}, b.finishLocked(c, notFound(OpRestart, id))
-	}
-	b.restartLocked(in)
-	b.publishLocked(in)
-	return in.status, b.finishLocked(c, nil)
+	return b.onInstance(ctx, OpRestart, id, func(in *instance) error {
+		b.restartLocked(in)
+		b.publishLocked(in)
+		return nil
+	})
 }
 
 // Reload keeps the PID of a running instance. An instance that is not
 // running wraps procmgr.ErrConflict; an absent one procmgr.ErrNotFound.
 func (b *Backend) Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	c := Call{Op: OpReload, ID: id}
-	if err := b.enter(ctx, c); err != nil {
-		return procmgr.Status{}, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	in, ok := b.insts[id]
-	if !ok {
-		return procmgr.Status{}, b.finishLocked(c, notFound(OpReload, id))
-	}
-	if in.status.State != procmgr.StateRunning {
-		return procmgr.Status{}, b.finishLocked(c, fmt.Errorf("fakebackend: reload %s: state %s: %w", id, in.status.State, procmgr.ErrConflict))
-	}
-	return in.status, b.finishLocked(c, nil)
+	return b.onInstance(ctx, OpReload, id, func(in *instance) error {
+		if in.status.State != procmgr.StateRunning {
+			return fmt.Errorf("fakebackend: reload %s: state %s: %w", id, in.status.State, procmgr.ErrConflict)
+		}
+		return nil
+	})
 }
 
 // Kill records the signal and changes nothing (use Crash to simulate what a
@@ -921,4 +897,24 @@ func (b *Backend) Close() error {
 	}
 	b.notifyLocked()
 	return nil
+}
+
+// onInstance is the shape of every per-instance operation: the call is
+// recorded (and may be held or failed by the test), then f runs on the
+// instance under the lock; an absent instance wraps procmgr.ErrNotFound.
+func (b *Backend) onInstance(ctx context.Context, op string, id procmgr.InstanceID, f func(in *instance) error) (procmgr.Status, error) {
+	c := Call{Op: op, ID: id}
+	if err := b.enter(ctx, c); err != nil {
+		return procmgr.Status{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	in, ok := b.insts[id]
+	if !ok {
+		return procmgr.Status{}, b.finishLocked(c, notFound(op, id))
+	}
+	if err := f(in); err != nil {
+		return procmgr.Status{}, b.finishLocked(c, err)
+	}
+	return in.status, b.finishLocked(c, nil)
 }
