@@ -89,7 +89,7 @@ func (e *fpmProbeError) Unwrap() error { return e.err }
 // status paths against SCRIPT_NAME, and answers only requests that carry a
 // REQUEST_METHOD. The handlers run before any script lookup, so
 // SCRIPT_FILENAME need not exist.
-func fpmGet(ctx context.Context, op, socketPath, path, query string) (*fcgi.Response, error) {
+func fpmGet(ctx context.Context, op, socketPath string, peerPID int, path, query string) (*fcgi.Response, error) {
 	uri := path
 	if query != "" {
 		uri += "?" + query
@@ -104,7 +104,7 @@ func fpmGet(ctx context.Context, op, socketPath, path, query string) (*fcgi.Resp
 		"DOCUMENT_URI":      path,
 		"REQUEST_URI":       uri,
 		"QUERY_STRING":      query,
-	}})
+	}, PeerPID: peerPID})
 	if err != nil {
 		return nil, &fpmProbeError{op: op, socket: socketPath, reason: fpmReason(err), err: err}
 	}
@@ -135,6 +135,8 @@ func fpmReason(err error) string {
 		return "malformed FastCGI answer"
 	case errors.Is(err, fcgi.ErrTooLarge):
 		return "answer too large"
+	case errors.Is(err, fcgi.ErrWrongPeer):
+		return "the socket is not served by the instance's master"
 	}
 	return "request failed"
 }
@@ -143,8 +145,10 @@ func fpmReason(err error) string {
 //
 // The pool must set ping.path = /ping (and keep the default ping.response).
 // Under pm = ondemand a ping spawns a worker when none is idle.
-func Ping(ctx context.Context, socketPath string) error {
-	resp, err := fpmGet(ctx, "ping", socketPath, "/ping", "")
+func Ping(ctx context.Context, socketPath string) error { return ping(ctx, socketPath, 0) }
+
+func ping(ctx context.Context, socketPath string, peerPID int) error {
+	resp, err := fpmGet(ctx, "ping", socketPath, peerPID, "/ping", "")
 	if err != nil {
 		return err
 	}
@@ -160,8 +164,12 @@ func Ping(ctx context.Context, socketPath string) error {
 // The pool must set pm.status_path = /status. Each call counts as one
 // accepted connection of the pool.
 func FetchPoolStatus(ctx context.Context, socketPath string) (*PoolStatus, error) {
+	return fetchPoolStatus(ctx, socketPath, 0)
+}
+
+func fetchPoolStatus(ctx context.Context, socketPath string, peerPID int) (*PoolStatus, error) {
 	const op = "status page"
-	resp, err := fpmGet(ctx, op, socketPath, "/status", "json")
+	resp, err := fpmGet(ctx, op, socketPath, peerPID, "/status", "json")
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +213,13 @@ func FetchPoolStatus(ctx context.Context, socketPath string) (*PoolStatus, error
 // timeout the master enforces) until they are killed. Backends must watch the
 // master's PID and kill the whole cgroup or process group.
 func CheckHealth(ctx context.Context, socketPath string) Health {
+	return CheckInstanceHealth(ctx, socketPath, 0)
+}
+
+// CheckInstanceHealth is CheckHealth of the pool whose master is masterPID:
+// the socket must be served by that process (the socket's directory is the
+// instance's to write, so its path may lead elsewhere). Zero checks no PID.
+func CheckInstanceHealth(ctx context.Context, socketPath string, masterPID int) Health {
 	h := Health{CheckedAt: time.Now()}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -227,7 +242,7 @@ func CheckHealth(ctx context.Context, socketPath string) Health {
 	pingBudget := max(time.Until(deadline)/2, 0)
 	pingCtx, cancel := context.WithTimeout(ctx, pingBudget)
 	start := time.Now()
-	err := Ping(pingCtx, socketPath)
+	err := ping(pingCtx, socketPath, masterPID)
 	cancel()
 	if err != nil {
 		h.Reason = reason(err, pingBudget)
@@ -236,7 +251,7 @@ func CheckHealth(ctx context.Context, socketPath string) Health {
 	h.PingLatency = time.Since(start)
 
 	statusBudget := max(time.Until(deadline), 0)
-	pool, err := FetchPoolStatus(ctx, socketPath)
+	pool, err := fetchPoolStatus(ctx, socketPath, masterPID)
 	if err != nil {
 		h.Reason = reason(err, statusBudget)
 		return h

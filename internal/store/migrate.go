@@ -35,7 +35,20 @@ func (db *DB) Migrate(ctx context.Context) error {
 	gooseDialect := goose.DialectSQLite3
 	if db.dialect == DialectMySQL {
 		gooseDialect = goose.DialectMySQL
-		opts = append(opts, goose.WithSessionLocker(mysqlLocker{}))
+		// The whole run, the creation of goose's version table included,
+		// happens under one server lock held on a connection of its own:
+		// goose's own session locker left a window in which a second
+		// panel saw the version table before its first row ("missing zero
+		// version migration").
+		conn, err := db.sql.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		defer conn.Close()
+		if err := (mysqlLocker{}).SessionLock(ctx, conn); err != nil {
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		defer (mysqlLocker{}).SessionUnlock(context.WithoutCancel(ctx), conn)
 	}
 	provider, err := goose.NewProvider(gooseDialect, db.sql, fsys, opts...)
 	if err != nil {
@@ -55,7 +68,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// mysqlLocker is a goose session locker built on GET_LOCK. The lock belongs to the connection,
+// mysqlLocker takes a named server lock with GET_LOCK. The lock belongs to the connection,
 // so the server frees it if the process dies. Its name includes the database, so panels on
 // different databases of one server do not wait for each other.
 type mysqlLocker struct{}

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -58,6 +59,11 @@ type Request struct {
 	Params map[string]string
 	// Stdin is the request body; nil for none.
 	Stdin []byte
+	// PeerPID, when not zero, is the process that must be listening on the
+	// socket (SO_PEERCRED of the connection names the process that called
+	// listen). A socket path in a directory someone else can write may
+	// lead anywhere; this makes sure it leads to the expected server.
+	PeerPID int
 }
 
 // Response is the answer to a Request.
@@ -139,6 +145,11 @@ func Do(ctx context.Context, socketPath string, req Request) (*Response, error) 
 		return nil, ctxError(ctx, "dial", err)
 	}
 	defer conn.Close()
+	if req.PeerPID != 0 {
+		if err := checkPeer(conn, req.PeerPID); err != nil {
+			return nil, err
+		}
+	}
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, fmt.Errorf("fcgi: set deadline: %w", err)
 	}
@@ -155,6 +166,35 @@ func Do(ctx context.Context, socketPath string, req Request) (*Response, error) 
 		return nil, ctxError(ctx, "read response", err)
 	}
 	return resp, nil
+}
+
+// ErrWrongPeer means the socket is served by another process than the one
+// expected.
+var ErrWrongPeer = errors.New("fcgi: socket served by an unexpected process")
+
+func checkPeer(conn net.Conn, want int) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("%w: not a unix socket", ErrWrongPeer)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("fcgi: peer: %w", err)
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("fcgi: peer: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("fcgi: peer: %w", cerr)
+	}
+	if int(cred.Pid) != want {
+		return fmt.Errorf("%w: pid %d, want %d", ErrWrongPeer, cred.Pid, want)
+	}
+	return nil
 }
 
 // ctxError prefixes err and, when ctx has ended, wraps ctx.Err() as well, so

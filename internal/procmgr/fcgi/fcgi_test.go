@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -590,5 +591,23 @@ func TestDoRejectsBadParams(t *testing.T) {
 	_, err := Do(testCtx(t), "/nonexistent", Request{Params: map[string]string{"": "x"}})
 	if err == nil || !strings.Contains(err.Error(), "empty parameter name") {
 		t.Errorf("err %v, want empty parameter name", err)
+	}
+}
+
+func TestDoChecksThePeer(t *testing.T) {
+	path := startFake(t, func(c net.Conn) {
+		if _, err := fakeReadRequest(c); err != nil {
+			return
+		}
+		_ = fakeWriteStdout(c, "Content-Type: text/plain\r\n\r\n", "pong")
+		_ = fakeEndRequest(c, 0, 0)
+	})
+	ctx := context.Background()
+	// The fake listens in this process.
+	if _, err := Do(ctx, path, Request{PeerPID: os.Getpid()}); err != nil {
+		t.Errorf("the expected peer: %v", err)
+	}
+	if _, err := Do(ctx, path, Request{PeerPID: os.Getpid() + 1}); !errors.Is(err, ErrWrongPeer) {
+		t.Errorf("another peer: %v, want ErrWrongPeer", err)
 	}
 }

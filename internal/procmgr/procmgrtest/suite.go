@@ -154,6 +154,7 @@ func Run(t *testing.T, f Factory) {
 		{"DeprovisionLeavesNothing", testDeprovision},
 		{"DeprovisionKeepsFilesWithoutPurge", testDeprovisionKeeps},
 		{"HealthAndPoolStatus", testHealth},
+		{"HealthRefusesAForeignSocket", testHealthForeignSocket},
 		{"LogsAndFollow", testLogs},
 		{"CrashLoopEndsFailed", testCrashLoop},
 		{"StartMany", testStartMany},
@@ -804,5 +805,30 @@ func testStopAfterReload(e *env) {
 		if _, err := e.b.Start(e.ctx(), spec.ID); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The socket's directory is the tenant's to write: a socket path that leads
+// to another instance's pool must not report that pool as this one's.
+func testHealthForeignSocket(e *env) {
+	t := e.t
+	a, _ := e.provision("fa", procmgr.SpecInput{})
+	b, _ := e.provision("fb", procmgr.SpecInput{})
+	sock := e.l.SocketPath(a.ID)
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(e.l.SocketPath(b.ID), sock); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.b.Health(e.ctx(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Healthy || h.Pool != nil || !strings.Contains(h.Reason, "not served by the instance's master") {
+		t.Errorf("health through another instance's socket: %+v, want unhealthy naming the wrong server", h)
+	}
+	if hb, _ := e.b.Health(e.ctx(), b.ID); !hb.Healthy {
+		t.Errorf("the other instance's own health: %+v", hb)
 	}
 }

@@ -611,7 +611,19 @@ func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.He
 	if err := b.checkProvisioned(id); err != nil {
 		return procmgr.Health{}, err
 	}
-	return procmgr.CheckHealth(ctx, b.host.Layout.SocketPath(id)), nil
+	inst := b.instance(id)
+	b.mu.Lock()
+	pid := 0
+	if inst.m != nil {
+		pid = inst.m.pid
+	}
+	b.mu.Unlock()
+	if pid == 0 {
+		return procmgr.Health{CheckedAt: time.Now(), Reason: "no master running"}, nil
+	}
+	// The socket must be served by the master itself: its directory is
+	// the instance's to write.
+	return procmgr.CheckInstanceHealth(ctx, b.host.Layout.SocketPath(id), pid), nil
 }
 
 // Logs implements procmgr.Backend.

@@ -570,7 +570,21 @@ func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.He
 	if err := b.checkProvisioned(id); err != nil {
 		return procmgr.Health{}, err
 	}
-	return procmgr.CheckHealth(ctx, b.host.Layout.SocketPath(id)), nil
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return procmgr.Health{}, err
+	}
+	p, err := c.GetUnitTypePropertyContext(ctx, b.host.Layout.UnitName(id), "Service", "MainPID")
+	if err != nil {
+		return procmgr.Health{}, fmt.Errorf("systemd: health of %s: %w", id, err)
+	}
+	pid, _ := p.Value.Value().(uint32)
+	if pid == 0 {
+		return procmgr.Health{CheckedAt: time.Now(), Reason: "no master running"}, nil
+	}
+	// The socket must be served by the master itself: its directory is
+	// the instance's to write.
+	return procmgr.CheckInstanceHealth(ctx, b.host.Layout.SocketPath(id), int(pid)), nil
 }
 
 // Subscribe implements procmgr.Backend.
