@@ -269,6 +269,13 @@ func CheckInstanceHealth(ctx context.Context, socketPath string, masterPID int) 
 // give it one. The error wraps both ctx.Err() and the last ping error, so
 // errors.Is works for either.
 func WaitReady(ctx context.Context, socketPath string) error {
+	return WaitInstanceReady(ctx, socketPath, 0)
+}
+
+// WaitInstanceReady is WaitReady for the pool whose master is masterPID:
+// only an answer from a socket that process serves counts. Zero checks no
+// PID.
+func WaitInstanceReady(ctx context.Context, socketPath string, masterPID int) error {
 	const (
 		firstDelay = 2 * time.Millisecond
 		maxDelay   = 20 * time.Millisecond
@@ -282,7 +289,7 @@ func WaitReady(ctx context.Context, socketPath string) error {
 
 	var last error
 	for {
-		err := Ping(ctx, socketPath)
+		err := ping(ctx, socketPath, masterPID)
 		if err == nil {
 			return nil
 		}

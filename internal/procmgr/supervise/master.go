@@ -392,7 +392,7 @@ func (b *Backend) awaitReady(inst *instance, m *master) {
 		case <-stop:
 		}
 	}()
-	err := procmgr.WaitReady(ctx, b.host.Layout.SocketPath(inst.id))
+	err := procmgr.WaitInstanceReady(ctx, b.host.Layout.SocketPath(inst.id), m.pid)
 	if err == nil {
 		b.mu.Lock()
 		if inst.m == m && inst.state == procmgr.StateStarting {
@@ -689,7 +689,7 @@ func (b *Backend) reloadMaster(ctx context.Context, inst *instance, m *master) e
 		err = procmgr.WaitProcessesGone(ctx, old)
 	}
 	if err == nil {
-		err = procmgr.WaitReady(ctx, b.host.Layout.SocketPath(inst.id))
+		err = procmgr.WaitInstanceReady(ctx, b.host.Layout.SocketPath(inst.id), m.pid)
 	}
 	select {
 	case <-m.exited:

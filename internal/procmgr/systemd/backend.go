@@ -256,7 +256,17 @@ func (b *Backend) jobAndReady(ctx context.Context, c *sd.Conn, id procmgr.Instan
 			return fmt.Errorf("systemd: %s %s: %w", verb, unit, err)
 		}
 	}
-	if err := procmgr.WaitReady(rctx, b.host.Layout.SocketPath(id)); err != nil {
+	// Only the unit's own master counts as ready: the socket's directory
+	// is the instance's to write.
+	p, err := c.GetUnitTypePropertyContext(rctx, unit, "Service", "MainPID")
+	if err != nil {
+		return fmt.Errorf("systemd: %s %s: %w", verb, unit, err)
+	}
+	pid, _ := p.Value.Value().(uint32)
+	if pid == 0 {
+		return fmt.Errorf("systemd: %s %s: no main process after the job", verb, unit)
+	}
+	if err := procmgr.WaitInstanceReady(rctx, b.host.Layout.SocketPath(id), int(pid)); err != nil {
 		return fmt.Errorf("systemd: %s %s: pool not answering: %w", verb, unit, err)
 	}
 	return nil
