@@ -414,9 +414,24 @@ func (c *cgroups) procs(id procmgr.InstanceID) ([]int, bool) {
 // waitGone repeats this until the cgroup is empty, which also catches a
 // process forked meanwhile.
 func (c *cgroups) killAll(id procmgr.InstanceID) {
+	// Frozen first (cgroup v2's cgroup.freeze, also on the hybrid layout's
+	// tracking hierarchy): a frozen process cannot exit, so no listed PID
+	// can be freed and reused by someone else's process before its
+	// SIGKILL lands, and none can fork a new one meanwhile. SIGKILL still
+	// ends frozen processes.
+	freeze := ""
+	if t := c.trackDir(id); t != "" {
+		freeze = filepath.Join(t, "cgroup.freeze")
+		if writeFile(freeze, "1") != nil {
+			freeze = ""
+		}
+	}
 	pids, _ := c.procs(id)
 	for _, p := range pids {
 		_ = unix.Kill(p, unix.SIGKILL)
+	}
+	if freeze != "" {
+		_ = writeFile(freeze, "0")
 	}
 }
 
