@@ -261,13 +261,7 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, rawID string) (View
 	if err != nil {
 		return View{}, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.entries[id]
-	if !ok {
-		return View{}, fmt.Errorf("instance %s: %w", id, ErrNotFound)
-	}
-	return s.viewLocked(e), nil
+	return s.viewOf(id)
 }
 
 // List returns the instances p may see, sorted by id.

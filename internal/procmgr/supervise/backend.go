@@ -843,17 +843,9 @@ func (b *Backend) ensureRuntimeDir(id procmgr.InstanceID, u procmgr.InstanceUser
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("supervise: %w", err)
 	}
+	// Just made, in the root-owned runtime root: nothing else can be there.
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		return fmt.Errorf("supervise: %w", err)
-	}
-	// The runtime root is root's, so nothing but a directory made by the
-	// panel can be here; check anyway rather than chown through a link.
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("supervise: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("supervise: %s is not a directory: %w", dir, procmgr.ErrConflict)
 	}
 	if err := os.Lchown(dir, u.UID, u.GID); err != nil {
 		return fmt.Errorf("supervise: %w", err)

@@ -694,7 +694,7 @@ func statusFromProps(id procmgr.InstanceID, p map[string]any) procmgr.Status {
 		Backend:     "systemd",
 		Limits:      limitsFrom(limitPropsFrom(p)),
 	}
-	st.State = mapState(st.ActiveState, st.SubState, str("Result"))
+	st.State = mapState(st.ActiveState, st.SubState)
 	if ts := u64("StateChangeTimestamp"); ts != 0 {
 		st.Since = time.UnixMicro(int64(ts)).UTC()
 	}
@@ -725,7 +725,7 @@ func statusFromProps(id procmgr.InstanceID, p map[string]any) procmgr.Status {
 	return st
 }
 
-func mapState(active, sub, result string) procmgr.State {
+func mapState(active, sub string) procmgr.State {
 	switch active {
 	case "active":
 		if sub == "reload" {
