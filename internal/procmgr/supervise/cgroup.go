@@ -474,27 +474,20 @@ func (c *cgroups) usage(id procmgr.InstanceID) usage {
 		if c.pure {
 			f = "memory.current"
 		}
-		u.memory, _ = readUint(filepath.Join(d, f))
+		u.memory, _ = procmgr.ReadUintFile(filepath.Join(d, f))
 	}
 	if d := c.limitDir(limTasks, id); d != "" {
-		u.tasks, _ = readUint(filepath.Join(d, "pids.current"))
+		u.tasks, _ = procmgr.ReadUintFile(filepath.Join(d, "pids.current"))
 	}
 	if t := c.trackDir(id); t != "" {
-		// cpu.stat reports usage_usec in every v2 cgroup, with or
-		// without the cpu controller.
-		if data, err := os.ReadFile(filepath.Join(t, "cpu.stat")); err == nil {
-			for _, line := range strings.Split(string(data), "\n") {
-				if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-					n, _ := strconv.ParseUint(v, 10, 64)
-					u.cpu = time.Duration(n) * time.Microsecond
-					return u
-				}
-			}
+		if d, ok := procmgr.ReadCPUStat(filepath.Join(t, "cpu.stat")); ok {
+			u.cpu = d
+			return u
 		}
 	}
 	for _, ctrl := range []string{"cpuacct", "cpu"} {
 		if mount, ok := c.v1[ctrl]; ok {
-			if n, err := readUint(filepath.Join(mount, c.parent, string(id), "cpuacct.usage")); err == nil {
+			if n, err := procmgr.ReadUintFile(filepath.Join(mount, c.parent, string(id), "cpuacct.usage")); err == nil {
 				u.cpu = time.Duration(n)
 				break
 			}
@@ -544,12 +537,4 @@ func writeFile(path, value string) error {
 func readTrim(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	return strings.TrimSpace(string(data)), err
-}
-
-func readUint(path string) (uint64, error) {
-	s, err := readTrim(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(s, 10, 64)
 }

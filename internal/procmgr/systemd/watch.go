@@ -4,10 +4,7 @@ import (
 	"context"
 
 	godbus "github.com/godbus/dbus/v5"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ikabud/panel/internal/procmgr"
@@ -202,7 +199,7 @@ func cgroupMemory(cg string) uint64 {
 		filepath.Join("/sys/fs/cgroup", cg, "memory.current"),
 		filepath.Join("/sys/fs/cgroup/memory", cg, "memory.usage_in_bytes"),
 	} {
-		if v, err := readUint(p); err == nil {
+		if v, err := procmgr.ReadUintFile(p); err == nil {
 			return v
 		}
 	}
@@ -216,18 +213,11 @@ func cgroupCPU(cg string) time.Duration {
 		filepath.Join("/sys/fs/cgroup", cg, "cpu.stat"),
 		filepath.Join("/sys/fs/cgroup/unified", cg, "cpu.stat"),
 	} {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-				n, _ := strconv.ParseUint(v, 10, 64)
-				return time.Duration(n) * time.Microsecond
-			}
+		if d, ok := procmgr.ReadCPUStat(p); ok {
+			return d
 		}
 	}
-	if v, err := readUint(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage")); err == nil {
+	if v, err := procmgr.ReadUintFile(filepath.Join("/sys/fs/cgroup/cpuacct", cg, "cpuacct.usage")); err == nil {
 		return time.Duration(v)
 	}
 	return 0
@@ -239,17 +229,9 @@ func cgroupTasks(cg string) uint64 {
 		filepath.Join("/sys/fs/cgroup", cg, "pids.current"),
 		filepath.Join("/sys/fs/cgroup/pids", cg, "pids.current"),
 	} {
-		if v, err := readUint(p); err == nil {
+		if v, err := procmgr.ReadUintFile(p); err == nil {
 			return v
 		}
 	}
 	return 0
-}
-
-func readUint(p string) (uint64, error) {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 }
