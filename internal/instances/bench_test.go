@@ -3,6 +3,7 @@ package instances_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 )
@@ -43,7 +45,7 @@ func benchService(b *testing.B, n int) (*instances.Service, auth.Principal) {
 		}
 		fb.Seed(spec, procmgr.StateRunning)
 	}
-	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: testLogger(b)})
+	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: procmgrtest.Logger(b, slog.LevelDebug)})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(rctx) }()

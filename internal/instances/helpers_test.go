@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 )
@@ -49,37 +49,8 @@ func newEnvWith(t *testing.T, db *store.DB, st instances.Store) *env {
 	t.Helper()
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	svc := instances.New(st, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: testLogger(t)})
+	svc := instances.New(st, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: procmgrtest.Logger(t, slog.LevelDebug)})
 	return &env{t: t, db: db, fb: fb, svc: svc}
-}
-
-// testLogger writes to the test's log until the test ends, and drops lines
-// after that (the reconciler may still finish a step while shutting down).
-func testLogger(t testing.TB) *slog.Logger {
-	w := &guardedWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type guardedWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *guardedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *guardedWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }
 
 // ctx returns a context bounded by waitTimeout.

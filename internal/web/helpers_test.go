@@ -19,6 +19,7 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 	"github.com/ikabud/panel/internal/web"
@@ -50,7 +51,7 @@ func newWebEnv(t *testing.T, principals web.Principals) *webEnv {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	log := testLogger(t)
+	log := procmgrtest.Logger(t, slog.LevelDebug)
 	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
 	if principals == nil {
 		principals = auth.NewService(db, log)
@@ -228,32 +229,4 @@ func (s *stubPrincipals) seen() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]int(nil), s.uids...)
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &guardedWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// guardedWriter writes to the test log until the test ends.
-type guardedWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *guardedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *guardedWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +42,7 @@ func options(tb testing.TB, l procmgr.Layout) supervise.Options {
 	base := filepath.Dir(l.InstancesRoot)
 	opt := supervise.Options{
 		Layout:       l,
-		Log:          testLogger(tb),
+		Log:          procmgrtest.Logger(tb, slog.LevelInfo),
 		StateDir:     filepath.Join(base, "state"),
 		LogDir:       filepath.Join(base, "log"),
 		CgroupParent: "ikabud-test-" + l.UnitPrefix,
@@ -253,35 +252,6 @@ func checkNoLeftovers(tb testing.TB, l procmgr.Layout, opt supervise.Options) {
 		}
 	}
 	os.RemoveAll(l.RuntimeRoot)
-}
-
-// testLogger logs the backend's lines into the test's output while the
-// test runs.
-func testLogger(tb testing.TB) *slog.Logger {
-	w := &tbWriter{tb: tb}
-	tb.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	tb   testing.TB
-	done bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done && testing.Verbose() {
-		w.tb.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *tbWriter) stop() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.done = true
 }
 
 // percentile returns the p-th percentile of ds.
