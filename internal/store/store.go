@@ -179,14 +179,6 @@ func normTime(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-func normTimePtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	n := normTime(*t)
-	return &n
-}
-
 // dsnTarget is a parsed dsn.
 type dsnTarget struct {
 	dialect    string

@@ -45,9 +45,9 @@ const (
 // The restart policy, the same as the systemd unit's (docs/decisions.md,
 // "Restart policy"), and the time limits of each action.
 const (
-	// restartSec is the pause before an automatic restart that follows
+	// restartDelayAfterFirst is the pause before an automatic restart that follows
 	// another one; see restartDelay for the first.
-	restartSec = 100 * time.Millisecond
+	restartDelayAfterFirst = 100 * time.Millisecond
 	// startLimitBurst starts within startLimitInterval are allowed; the
 	// crash after them leaves the instance failed.
 	startLimitBurst    = 5

@@ -196,13 +196,6 @@ func masters(config string) []int {
 	return out
 }
 
-// reapZombie collects pid if it is a dead child of the test process (a
-// master started by a backend the test closed).
-func reapZombie(pid int) {
-	var ws syscall.WaitStatus
-	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-}
-
 // waitDead waits until pid no longer runs.
 func waitDead(tb testing.TB, pid int) {
 	tb.Helper()

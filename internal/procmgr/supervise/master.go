@@ -498,13 +498,13 @@ func (b *Backend) failedLocked(inst *instance) []string {
 // within the start-limit interval. The first restart after a calm period
 // (only the start that crashed in the window) is immediate, so a single
 // crash costs the site as little as possible; the ones after it wait
-// restartSec, the systemd unit's RestartSec, so that a crash loop reaches the
+// restartDelayAfterFirst, the systemd unit's RestartSec, so that a crash loop reaches the
 // start limit at the same pace as under systemd.
 func restartDelay(starts int) time.Duration {
 	if starts <= 1 {
 		return 0
 	}
-	return restartSec
+	return restartDelayAfterFirst
 }
 
 func pruneStarts(starts []time.Time, now time.Time) []time.Time {

@@ -144,8 +144,6 @@ type exitStatus struct {
 	core   bool
 }
 
-func (s exitStatus) clean() bool { return s.known && s.exited && s.code == 0 }
-
 func statusFromWait(ws syscall.WaitStatus) exitStatus {
 	switch {
 	case ws.Exited():

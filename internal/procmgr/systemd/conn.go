@@ -87,12 +87,6 @@ func (c *conn) signals() (<-chan *godbus.Signal, int) {
 	return c.ch, c.gen
 }
 
-func (c *conn) connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.raw != nil && c.raw.Connected()
-}
-
 func (c *conn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
