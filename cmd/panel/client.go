@@ -20,7 +20,6 @@ import (
 
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
-	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/web"
 )
 
@@ -216,7 +215,7 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		if len(pos) == 1 {
 			q += "&instance=" + url.QueryEscape(pos[0])
 		}
-		var evs []store.AuditEvent
+		var evs []instances.AuditEntry
 		if err := c.do(ctx, "GET", q, nil, &evs); err != nil {
 			return err
 		}

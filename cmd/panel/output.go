@@ -8,7 +8,6 @@ import (
 
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
-	"github.com/ikabud/panel/internal/store"
 )
 
 // printStatus writes the human status of one instance, one "Key: value"
@@ -34,10 +33,10 @@ func printStatus(w io.Writer, v instances.View) {
 	fmt.Fprintf(w, "Pool: pm=%s max_children=%s\n", v.Spec.PM, v.Spec.MaxChildren)
 	fmt.Fprintf(w, "Backend: %s\n", st.Backend)
 	for _, n := range st.Notes {
-		fmt.Fprintf(w, "Note: %s\n", n)
+		fmt.Fprintf(w, "Note: %s\n", escapeControls(n))
 	}
 	if v.LastError != "" {
-		fmt.Fprintf(w, "Last error: %s\n", v.LastError)
+		fmt.Fprintf(w, "Last error: %s\n", escapeControls(v.LastError))
 	}
 }
 
@@ -92,11 +91,12 @@ func printHealth(w io.Writer, id string, h procmgr.Health) {
 	}
 }
 
-func printAudit(w io.Writer, evs []store.AuditEvent) {
+func printAudit(w io.Writer, evs []instances.AuditEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHEN\tWHO\tACTION\tINSTANCE\tRESULT\tDETAIL")
 	for _, e := range evs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), e.Actor, e.Action, e.InstanceID, e.Result, e.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Local().Format(time.DateTime), escapeControls(e.Actor), e.Action,
+			e.InstanceID, e.Result, escapeControls(e.Detail))
 	}
 	tw.Flush()
 }

@@ -38,6 +38,8 @@ func mapBackendErr(err error) error {
 // deleted: nothing is left half made.
 func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateRequest) (v View, err error) {
 	if !accessManage.allowed(p, nil) {
+		id, _ := procmgr.ParseInstanceID(req.ID)
+		s.auditRefused(p, "create", id, fmt.Sprintf("role %s may not create instances", p.Role))
 		return View{}, fmt.Errorf("create: role %s may not create instances: %w", p.Role, ErrForbidden)
 	}
 	spec, err := procmgr.ParseSpec(req.ID, req.Spec, s.backend.InstalledPHP())
@@ -142,7 +144,7 @@ func (s *Service) viewOf(id procmgr.InstanceID) (View, error) {
 // audits it.
 func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, desired string,
 	do func(context.Context, procmgr.InstanceID) (procmgr.Status, error)) (v View, err error) {
-	id, err := s.lookup(p, rawID, accessPower)
+	id, err := s.lookup(p, rawID, accessPower, action)
 	if err != nil {
 		return View{}, err
 	}
@@ -245,7 +247,7 @@ func (s *Service) Reload(ctx context.Context, p auth.Principal, id string) (View
 // Kill sends a signal to an instance's master. It is not serialised behind
 // other actions: it is how a stuck action is ended.
 func (s *Service) Kill(ctx context.Context, p auth.Principal, rawID, rawSignal string) (err error) {
-	id, err := s.lookup(p, rawID, accessManage)
+	id, err := s.lookup(p, rawID, accessManage, "kill")
 	if err != nil {
 		return err
 	}
@@ -261,7 +263,7 @@ func (s *Service) Kill(ctx context.Context, p auth.Principal, rawID, rawSignal s
 // value. Limits alone are applied live; pool or PHP changes rewrite the config
 // and reload the pool gracefully.
 func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in procmgr.SpecInput) (v View, err error) {
-	id, err := s.lookup(p, rawID, accessManage)
+	id, err := s.lookup(p, rawID, accessManage, "set")
 	if err != nil {
 		return View{}, err
 	}
@@ -355,7 +357,7 @@ func describeChange(a, b procmgr.Spec) string {
 // Remove deprovisions an instance and deletes its record; its files are kept
 // unless purge.
 func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, purge bool) (err error) {
-	id, err := s.lookup(p, rawID, accessManage)
+	id, err := s.lookup(p, rawID, accessManage, "remove")
 	if err != nil {
 		return err
 	}
@@ -453,7 +455,7 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []str
 
 // Health probes an instance's pool.
 func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (procmgr.Health, error) {
-	id, err := s.lookup(p, rawID, accessRead)
+	id, err := s.lookup(p, rawID, accessRead, "health")
 	if err != nil {
 		return procmgr.Health{}, err
 	}
@@ -463,7 +465,7 @@ func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (p
 
 // Logs returns the last n log lines of an instance.
 func (s *Service) Logs(ctx context.Context, p auth.Principal, rawID string, n int) ([]procmgr.LogLine, error) {
-	id, err := s.lookup(p, rawID, accessRead)
+	id, err := s.lookup(p, rawID, accessRead, "logs")
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +475,7 @@ func (s *Service) Logs(ctx context.Context, p auth.Principal, rawID string, n in
 
 // FollowLogs streams an instance's log until ctx ends.
 func (s *Service) FollowLogs(ctx context.Context, p auth.Principal, rawID string, n int) (<-chan procmgr.LogLine, error) {
-	id, err := s.lookup(p, rawID, accessRead)
+	id, err := s.lookup(p, rawID, accessRead, "logs")
 	if err != nil {
 		return nil, err
 	}

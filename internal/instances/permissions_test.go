@@ -10,6 +10,7 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 )
 
@@ -74,7 +75,7 @@ func TestPermissionsAdmin(t *testing.T) {
 				t.Errorf("logs %s: %v, %v", id, lines, err)
 			}
 		}
-		if evs, err := p.svc.Audit(ctx, a, "", 1000); err != nil || len(evs) == 0 {
+		if evs, err := p.svc.Audit(ctx, a, instances.AuditQuery{Instance: "", Limit: 1000}); err != nil || len(evs) == 0 {
 			t.Errorf("audit of all: %d events, %v", len(evs), err)
 		}
 		if err := p.svc.Remove(ctx, a, "house", false); err != nil {
@@ -112,7 +113,7 @@ func TestPermissionsSupport(t *testing.T) {
 				t.Errorf("follow %s: first line %q", id, l.Text)
 			}
 			cancel()
-			if evs, err := p.svc.Audit(ctx, s, id, 10); err != nil || len(evs) == 0 {
+			if evs, err := p.svc.Audit(ctx, s, instances.AuditQuery{Instance: id, Limit: 10}); err != nil || len(evs) == 0 {
 				t.Errorf("audit %s: %d events, %v", id, len(evs), err)
 			}
 
@@ -131,7 +132,7 @@ func TestPermissionsSupport(t *testing.T) {
 		}
 		_, err := p.svc.Create(ctx, s, instances.CreateRequest{ID: "sue-wp"})
 		isErr(t, err, instances.ErrForbidden, "support create")
-		if evs, err := p.svc.Audit(ctx, s, "", 100); err != nil || len(evs) == 0 {
+		if evs, err := p.svc.Audit(ctx, s, instances.AuditQuery{Instance: "", Limit: 100}); err != nil || len(evs) == 0 {
 			t.Errorf("support audit of all: %d, %v", len(evs), err)
 		}
 		assertNoChangingCalls(t, p.fb, calls)
@@ -180,7 +181,7 @@ func TestPermissionsCustomer(t *testing.T) {
 			isErr(t, err, instances.ErrNotFound, "logs "+id)
 			_, err = p.svc.FollowLogs(ctx, c, id, 5)
 			isErr(t, err, instances.ErrNotFound, "follow "+id)
-			_, err = p.svc.Audit(ctx, c, id, 5)
+			_, err = p.svc.Audit(ctx, c, instances.AuditQuery{Instance: id, Limit: 5})
 			isErr(t, err, instances.ErrNotFound, "audit "+id)
 			isErr(t, p.svc.Kill(ctx, c, id, "TERM"), instances.ErrNotFound, "kill "+id)
 			isErr(t, p.svc.Remove(ctx, c, id, false), instances.ErrNotFound, "remove "+id)
@@ -194,9 +195,25 @@ func TestPermissionsCustomer(t *testing.T) {
 		isErr(t, err, instances.ErrForbidden, "customer set")
 		isErr(t, p.svc.Kill(ctx, c, "alice-wp", "KILL"), instances.ErrForbidden, "customer kill")
 		isErr(t, p.svc.Remove(ctx, c, "alice-wp", true), instances.ErrForbidden, "customer remove")
-		_, err = p.svc.Audit(ctx, c, "", 100)
+		_, err = p.svc.Audit(ctx, c, instances.AuditQuery{Instance: "", Limit: 100})
 		isErr(t, err, instances.ErrForbidden, "customer audit of all")
 		assertNoChangingCalls(t, p.fb, calls)
+		// Every refused attempt on an instance that exists is on record,
+		// with who tried and what.
+		for _, id := range []string{"bob-wp"} {
+			evs := p.audit(id)
+			for _, action := range []string{"view", "start", "stop", "restart", "health", "logs", "audit", "kill", "remove", "set"} {
+				if ev, ok := findAudit(evs, action, instances.ResultRefused); !ok || ev.Actor != "alice" {
+					t.Errorf("alice's refused %s on %s is not audited: %s", action, id, describeAudit(evs))
+				}
+			}
+		}
+		ownEvs := p.audit("alice-wp")
+		for _, action := range []string{"set", "kill", "remove"} {
+			if _, ok := findAudit(ownEvs, action, instances.ResultRefused); !ok {
+				t.Errorf("alice's forbidden %s of her own instance is not audited as refused: %s", action, describeAudit(ownEvs))
+			}
+		}
 		if n := p.fb.CallsFor(fakebackend.OpHealth, "bob-wp") + p.fb.CallsFor(fakebackend.OpLogs, "bob-wp"); n != 0 {
 			t.Errorf("alice's reads of bob's instance reached the backend")
 		}
@@ -222,10 +239,11 @@ func TestPermissionsCustomer(t *testing.T) {
 		if lines, err := p.svc.Logs(ctx, c, "alice-wp", 5); err != nil || len(lines) != 1 {
 			t.Errorf("logs own: %v, %v", lines, err)
 		}
-		evs, err := p.svc.Audit(ctx, c, "alice-wp", 100)
+		entries, err := p.svc.Audit(ctx, c, instances.AuditQuery{Instance: "alice-wp", Limit: 100})
 		if err != nil {
 			t.Fatalf("audit own: %v", err)
 		}
+		evs := asStoreEvents(entries)
 		if ev, ok := findAudit(evs, "stop", "ok"); !ok || ev.Actor != "alice" || ev.ActorID == nil || *ev.ActorID != c.UserID {
 			t.Errorf("own audit lacks alice's stop: %s", describeAudit(evs))
 		}
@@ -248,7 +266,7 @@ func TestPermissionsUnknownRole(t *testing.T) {
 		isErr(t, err, instances.ErrNotFound, p.Name+" get")
 		_, err = e.svc.Start(ctx, p, "alice-wp")
 		isErr(t, err, instances.ErrNotFound, p.Name+" start")
-		_, err = e.svc.Audit(ctx, p, "", 10)
+		_, err = e.svc.Audit(ctx, p, instances.AuditQuery{Instance: "", Limit: 10})
 		isErr(t, err, instances.ErrForbidden, p.Name+" audit")
 	}
 }
@@ -280,4 +298,13 @@ func assertNoChangingCalls(t *testing.T, fb *fakebackend.Backend, calls int) {
 	if n := fb.TotalCalls(); n != calls {
 		t.Errorf("refused actions reached the backend: %d state-changing calls, want %d: %+v", n, calls, fb.History())
 	}
+}
+
+func asStoreEvents(in []instances.AuditEntry) []store.AuditEvent {
+	out := make([]store.AuditEvent, len(in))
+	for i, e := range in {
+		out[i] = store.AuditEvent{ID: e.ID, At: e.At, Actor: e.Actor, ActorID: e.ActorID, Action: e.Action,
+			InstanceID: e.InstanceID, Result: e.Result, Detail: e.Detail}
+	}
+	return out
 }

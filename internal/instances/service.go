@@ -58,7 +58,7 @@ type Store interface {
 	DeleteInstance(ctx context.Context, id string) error
 	SetDesiredStates(ctx context.Context, ids []string, desired string) error
 	AddAudit(ctx context.Context, ev *store.AuditEvent) error
-	ListAudit(ctx context.Context, instanceID string, limit int) ([]store.AuditEvent, error)
+	FindAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
 }
 
 // Stored phases and desired states.
@@ -200,16 +200,21 @@ func (s *Service) publish(id procmgr.InstanceID) {
 // Callers filter by what their principal may see (CanSee).
 func (s *Service) Subscribe(ctx context.Context) <-chan View { return s.views.Subscribe(ctx) }
 
-// CanSee reports whether p may see v.
-func CanSee(p auth.Principal, v View) bool {
-	switch p.Role {
-	case auth.RoleAdmin, auth.RoleSupport:
-		return true
-	case auth.RoleCustomer:
-		return v.OwnerID != nil && *v.OwnerID == p.UserID
-	}
-	return false
-}
+// CanSee reports whether p may see v: its status, health, logs and audit
+// trail. Admins and support see every instance, customers their own.
+func CanSee(p auth.Principal, v View) bool { return accessRead.allowed(p, v.OwnerID) }
+
+// CanPower reports whether p may start, stop, restart and reload v: admins
+// and v's owner.
+func CanPower(p auth.Principal, v View) bool { return accessPower.allowed(p, v.OwnerID) }
+
+// CanManage reports whether p may create, reconfigure, kill and remove
+// instances: admins only.
+func CanManage(p auth.Principal) bool { return accessManage.allowed(p, nil) }
+
+// CanAudit reports whether p may read the whole audit log (admins and
+// support); anyone who may see an instance may read its own trail.
+func CanAudit(p auth.Principal) bool { return p.Role == auth.RoleAdmin || p.Role == auth.RoleSupport }
 
 // access is what an action needs of the caller.
 type access int
@@ -232,9 +237,11 @@ func (a access) allowed(p auth.Principal, ownerID *uint) bool {
 	return false
 }
 
-// lookup finds an instance the principal may act on. A customer asking for
-// someone else's instance is told it does not exist.
-func (s *Service) lookup(p auth.Principal, rawID string, a access) (procmgr.InstanceID, error) {
+// lookup finds an instance the principal may act on for action. A customer
+// asking for someone else's instance is told it does not exist. Every
+// refusal of an instance that exists is audited with the result "refused",
+// so attempts on other tenants' sites are on record.
+func (s *Service) lookup(p auth.Principal, rawID string, a access, action string) (procmgr.InstanceID, error) {
 	id, err := procmgr.ParseInstanceID(rawID)
 	if err != nil {
 		return "", err
@@ -246,10 +253,15 @@ func (s *Service) lookup(p auth.Principal, rawID string, a access) (procmgr.Inst
 		owner = e.row.OwnerID
 	}
 	s.mu.RUnlock()
-	if !ok || !accessRead.allowed(p, owner) {
+	if !ok {
+		return "", fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	if !accessRead.allowed(p, owner) {
+		s.auditRefused(p, action, id, "may not see this instance")
 		return "", fmt.Errorf("instance %s: %w", id, ErrNotFound)
 	}
 	if !a.allowed(p, owner) {
+		s.auditRefused(p, action, id, fmt.Sprintf("role %s may not %s", p.Role, action))
 		return "", fmt.Errorf("instance %s: role %s may not do this: %w", id, p.Role, ErrForbidden)
 	}
 	return id, nil
@@ -257,7 +269,7 @@ func (s *Service) lookup(p auth.Principal, rawID string, a access) (procmgr.Inst
 
 // Get returns one instance.
 func (s *Service) Get(ctx context.Context, p auth.Principal, rawID string) (View, error) {
-	id, err := s.lookup(p, rawID, accessRead)
+	id, err := s.lookup(p, rawID, accessRead, "view")
 	if err != nil {
 		return View{}, err
 	}
@@ -278,17 +290,35 @@ func (s *Service) List(ctx context.Context, p auth.Principal) []View {
 	return out
 }
 
+// Audit results.
+const (
+	ResultOK      = "ok"
+	ResultError   = "error"
+	ResultRefused = "refused"
+)
+
 // audit records an action. A failure to record is logged, not returned:
 // the action itself already happened.
 func (s *Service) audit(p auth.Principal, action string, id procmgr.InstanceID, err error, detail string) {
-	ev := &store.AuditEvent{At: s.now(), Actor: p.Name, Action: action, InstanceID: string(id), Result: "ok", Detail: detail}
+	result := ResultOK
+	if err != nil {
+		result, detail = ResultError, err.Error()
+		if errors.Is(err, ErrForbidden) {
+			result = ResultRefused
+		}
+	}
+	s.record(p, action, id, result, detail)
+}
+
+func (s *Service) auditRefused(p auth.Principal, action string, id procmgr.InstanceID, why string) {
+	s.record(p, action, id, ResultRefused, why)
+}
+
+func (s *Service) record(p auth.Principal, action string, id procmgr.InstanceID, result, detail string) {
+	ev := &store.AuditEvent{At: s.now(), Actor: p.Name, Action: action, InstanceID: string(id), Result: result, Detail: detail}
 	if p.UserID != 0 {
 		uid := p.UserID
 		ev.ActorID = &uid
-	}
-	if err != nil {
-		ev.Result = "error"
-		ev.Detail = err.Error()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -296,22 +326,57 @@ func (s *Service) audit(p auth.Principal, action string, id procmgr.InstanceID, 
 		s.log.Error("audit record lost", "instance", string(id), "action", action, "err", aerr)
 	}
 	lvl := slog.LevelInfo
-	if err != nil {
+	if result != ResultOK {
 		lvl = slog.LevelWarn
 	}
-	s.log.Log(context.Background(), lvl, "action", "instance", string(id), "action", action, "actor", p.Name, "err", err)
+	s.log.Log(context.Background(), lvl, "action", "instance", string(id), "action", action, "actor", p.Name, "result", result, "detail", detail)
 }
 
-// Audit returns recent audit events of one instance ("" = all), newest first.
-func (s *Service) Audit(ctx context.Context, p auth.Principal, rawID string, limit int) ([]store.AuditEvent, error) {
-	if rawID != "" {
-		if _, err := s.lookup(p, rawID, accessRead); err != nil {
+// AuditEntry is one audit record as clients see it.
+type AuditEntry struct {
+	ID         uint64    `json:"id"`
+	At         time.Time `json:"at"`
+	Actor      string    `json:"actor"`
+	ActorID    *uint     `json:"actor_id,omitempty"`
+	Action     string    `json:"action"`
+	InstanceID string    `json:"instance_id,omitempty"`
+	Result     string    `json:"result"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+// AuditQuery selects audit entries; empty fields match everything.
+type AuditQuery struct {
+	Instance string
+	Actor    string
+	Action   string
+	Since    time.Time
+	Until    time.Time
+	BeforeID uint64
+	Limit    int
+}
+
+// Audit returns the audit entries q selects, newest first. The whole log is
+// for admins and support; an instance's own trail is for whoever may see it.
+func (s *Service) Audit(ctx context.Context, p auth.Principal, q AuditQuery) ([]AuditEntry, error) {
+	if q.Instance != "" {
+		if _, err := s.lookup(p, q.Instance, accessRead, "audit"); err != nil {
 			return nil, err
 		}
-	} else if p.Role != auth.RoleAdmin && p.Role != auth.RoleSupport {
+	} else if !CanAudit(p) {
+		s.auditRefused(p, "audit", "", fmt.Sprintf("role %s may not read the audit log", p.Role))
 		return nil, fmt.Errorf("audit log: %w", ErrForbidden)
 	}
-	return s.store.ListAudit(ctx, rawID, limit)
+	evs, err := s.store.FindAudit(ctx, store.AuditFilter{InstanceID: q.Instance, Actor: q.Actor, Action: q.Action,
+		Since: q.Since, Until: q.Until, BeforeID: q.BeforeID, Limit: q.Limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AuditEntry, len(evs))
+	for i, e := range evs {
+		out[i] = AuditEntry{ID: e.ID, At: e.At, Actor: e.Actor, ActorID: e.ActorID, Action: e.Action,
+			InstanceID: e.InstanceID, Result: e.Result, Detail: e.Detail}
+	}
+	return out, nil
 }
 
 // acquire takes id's action lock for an action a person asked for, waiting

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Bounds of ListAudit's limit.
@@ -34,6 +35,48 @@ func (db *DB) ListAudit(ctx context.Context, instanceID string, limit int) ([]Au
 	out := []AuditEvent{}
 	if err := q.Find(&out).Error; err != nil {
 		return nil, translate(err, fmt.Sprintf("list audit events for instance %q", instanceID))
+	}
+	return out, nil
+}
+
+// AuditFilter selects audit events. Empty fields match everything.
+type AuditFilter struct {
+	InstanceID string
+	Actor      string
+	Action     string
+	// Since and Until bound At (inclusive, exclusive); zero means unbounded.
+	Since, Until time.Time
+	// BeforeID pages backwards: only events with an id below it; 0 means from the newest.
+	BeforeID uint64
+	// Limit is clamped to MinAuditLimit..MaxAuditLimit.
+	Limit int
+}
+
+// FindAudit returns the audit events f selects, newest first.
+func (db *DB) FindAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	limit := min(max(f.Limit, MinAuditLimit), MaxAuditLimit)
+	q := db.gorm.WithContext(ctx).Order("id DESC").Limit(limit)
+	if f.InstanceID != "" {
+		q = q.Where("instance_id = ?", f.InstanceID)
+	}
+	if f.Actor != "" {
+		q = q.Where("actor = ?", f.Actor)
+	}
+	if f.Action != "" {
+		q = q.Where("action = ?", f.Action)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("at >= ?", normTime(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("at < ?", normTime(f.Until))
+	}
+	if f.BeforeID != 0 {
+		q = q.Where("id < ?", f.BeforeID)
+	}
+	out := []AuditEvent{}
+	if err := q.Find(&out).Error; err != nil {
+		return nil, translate(err, "find audit events")
 	}
 	return out, nil
 }

@@ -3,8 +3,10 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -212,13 +214,53 @@ func (h *instanceHandlers) logs(c echo.Context) error {
 }
 
 func (h *instanceHandlers) audit(c echo.Context) error {
-	limit, err := queryInt(c, "limit", 100, 1, 1000)
+	q, err := auditQuery(c)
 	if err != nil {
 		return err
 	}
-	evs, err := h.svc.Audit(c.Request().Context(), principal(c), c.QueryParam("instance"), limit)
+	evs, err := h.svc.Audit(c.Request().Context(), principal(c), q)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, evs)
+}
+
+// auditQuery reads the audit filters shared by the API and the audit page:
+// instance, user, action, since and until (RFC 3339), before (an event id)
+// and limit.
+func auditQuery(c echo.Context) (instances.AuditQuery, error) {
+	q := instances.AuditQuery{Instance: c.QueryParam("instance"), Actor: c.QueryParam("user"), Action: c.QueryParam("action")}
+	var err error
+	if q.Limit, err = queryInt(c, "limit", 100, 1, 1000); err != nil {
+		return q, err
+	}
+	before, err := queryInt(c, "before", 0, 0, math.MaxInt)
+	if err != nil {
+		return q, err
+	}
+	q.BeforeID = uint64(before)
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if v := c.QueryParam(f.name); v != "" {
+			t, err := parseTimeParam(v)
+			if err != nil {
+				return q, &procmgr.FieldError{Field: f.name, Value: v, Rule: "must be a time like 2026-12-02T15:04:05Z or 2026-12-02T15:04 or 2026-12-02"}
+			}
+			*f.dst = t
+		}
+	}
+	return q, nil
+}
+
+// parseTimeParam accepts RFC 3339 and the forms an HTML date or
+// datetime-local input sends (taken as UTC).
+func parseTimeParam(v string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("bad time")
 }
