@@ -36,58 +36,103 @@ func mapBackendErr(err error) error {
 // Create records the instance, provisions it and returns it running. If
 // provisioning fails, the backend has undone its part and the record is
 // deleted: nothing is left half made.
-func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateRequest) (v View, err error) {
+func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateRequest) (View, error) {
+	finish, err := s.beginCreate(ctx, p, req)
+	if err != nil {
+		return View{}, err
+	}
+	return finish()
+}
+
+// BeginCreate does what Create does, but returns as soon as the instance is
+// recorded (phase provisioning) and provisions it in the background, so that
+// a browser can follow it live. A refused request (invalid spec, taken id,
+// forbidden) is returned at once, with nothing recorded. The background
+// part ends like Create: running, or removed again with the reason in the
+// published view's last error and in the audit log.
+func (s *Service) BeginCreate(ctx context.Context, p auth.Principal, req CreateRequest) (View, error) {
+	finish, err := s.beginCreate(ctx, p, req)
+	if err != nil {
+		return View{}, err
+	}
+	id, _ := procmgr.ParseInstanceID(req.ID)
+	v, verr := s.viewOf(id)
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		finish()
+	}()
+	return v, verr
+}
+
+// beginCreate checks and records a create; the returned func provisions,
+// audits and releases the instance's lock. On error nothing is recorded and
+// the refusal is audited.
+func (s *Service) beginCreate(ctx context.Context, p auth.Principal, req CreateRequest) (finish func() (View, error), err error) {
 	if !accessManage.allowed(p, nil) {
 		id, _ := procmgr.ParseInstanceID(req.ID)
 		s.auditRefused(p, "create", id, fmt.Sprintf("role %s may not create instances", p.Role))
-		return View{}, fmt.Errorf("create: role %s may not create instances: %w", p.Role, ErrForbidden)
+		return nil, fmt.Errorf("create: role %s may not create instances: %w", p.Role, ErrForbidden)
 	}
 	spec, err := procmgr.ParseSpec(req.ID, req.Spec, s.backend.InstalledPHP())
 	if err != nil {
-		return View{}, err
+		return nil, err
 	}
 	id := spec.ID
-	defer func() { s.audit(p, "create", id, err, "") }()
 	specJSON, err := procmgr.MarshalSpec(spec)
 	if err != nil {
-		return View{}, err
+		return nil, err
 	}
 	// A lock already held means another create (or a remove) of this id
 	// is in flight: a conflict, told at once rather than after waiting.
 	unlock, free := s.locks.TryLock(id)
 	if !free {
-		return View{}, fmt.Errorf("instance %s is being created or removed: %w", id, ErrConflict)
+		err := fmt.Errorf("instance %s is being created or removed: %w", id, ErrConflict)
+		s.audit(p, "create", id, err, "")
+		return nil, err
 	}
 	s.inflight.Add(1)
-	defer s.release(id, unlock)
+	fail := func(err error) (func() (View, error), error) {
+		s.release(id, unlock)
+		s.audit(p, "create", id, err, "")
+		return nil, err
+	}
 	row := store.Instance{
 		ID: string(id), OwnerID: req.OwnerID, CMS: string(spec.CMS), PHPVersion: string(spec.PHP),
 		Spec: string(specJSON), DesiredState: DesiredRunning, Phase: PhaseProvisioning, Generation: 1,
 	}
 	s.mu.Lock()
-	if _, exists := s.entries[id]; exists {
-		s.mu.Unlock()
-		return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
-	}
+	_, exists := s.entries[id]
 	s.mu.Unlock()
+	if exists {
+		return fail(fmt.Errorf("instance %s already exists: %w", id, ErrConflict))
+	}
 	// Intent first: a panel killed from here on finds the row and finishes
 	// or rolls back the create.
 	if err := s.store.CreateInstance(ctx, &row); err != nil {
 		switch {
 		case errors.Is(err, store.ErrConflict):
-			return View{}, fmt.Errorf("instance %s already exists: %w", id, ErrConflict)
+			return fail(fmt.Errorf("instance %s already exists: %w", id, ErrConflict))
 		case errors.Is(err, store.ErrInvalid) && req.OwnerID != nil:
-			return View{}, &procmgr.FieldError{Field: "owner_id", Value: fmt.Sprint(*req.OwnerID), Rule: "must be the id of an existing user"}
+			return fail(&procmgr.FieldError{Field: "owner_id", Value: fmt.Sprint(*req.OwnerID), Rule: "must be the id of an existing user"})
 		}
-		return View{}, fmt.Errorf("instances: record %s: %w", id, err)
+		return fail(fmt.Errorf("instances: record %s: %w", id, err))
 	}
 	s.mu.Lock()
 	s.entries[id] = &entry{row: row, spec: spec, status: procmgr.Status{ID: id, State: procmgr.StateProvisioning, Backend: s.backend.Name()}}
 	s.mu.Unlock()
 	s.publish(id)
-
 	bctx, cancel := detached(ctx)
-	defer cancel()
+	return func() (v View, err error) {
+		defer cancel()
+		defer s.release(id, unlock)
+		defer func() { s.audit(p, "create", id, err, "") }()
+		return s.provisionNew(bctx, id, spec)
+	}, nil
+}
+
+// provisionNew is the second half of a create: the backend's part.
+func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec procmgr.Spec) (View, error) {
 	// An instance the host has but the database does not (a restored
 	// backup, a second panel) is not adopted by a create: its rollback
 	// would remove what it did not make.
@@ -96,16 +141,18 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateReques
 		s.mu.Lock()
 		delete(s.entries, id)
 		s.mu.Unlock()
-		s.publish(id)
 		if serr == nil {
 			serr = errors.New("it exists on this host but not in the panel's database")
 		}
-		return View{}, fmt.Errorf("instance %s: %w: %w", id, ErrConflict, serr)
+		err := fmt.Errorf("instance %s: %w: %w", id, ErrConflict, serr)
+		s.publishGone(id, err)
+		return View{}, err
 	}
 	st, perr := s.backend.Provision(bctx, spec)
 	if perr != nil {
-		s.rollbackCreate(bctx, id)
-		return View{}, mapBackendErr(perr)
+		err := mapBackendErr(perr)
+		s.rollbackCreate(bctx, id, err)
+		return View{}, err
 	}
 	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" }); err != nil {
 		return View{}, err
@@ -117,7 +164,7 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, req CreateReques
 // rollbackCreate removes what a failed create left: the backend's part
 // (Provision undid its own, this covers a half-made earlier attempt) and the
 // record.
-func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID) {
+func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
 	if err := s.backend.Deprovision(ctx, id, false); err != nil {
 		s.log.Error("rollback: deprovision", "instance", string(id), "action", "create", "err", err)
 	}
@@ -127,7 +174,7 @@ func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID) {
 	s.mu.Lock()
 	delete(s.entries, id)
 	s.mu.Unlock()
-	s.publish(id)
+	s.publishGone(id, why)
 }
 
 func (s *Service) viewOf(id procmgr.InstanceID) (View, error) {
@@ -352,6 +399,35 @@ func describeChange(a, b procmgr.Spec) string {
 	add("tasks_max", ai.TasksMax, bi.TasksMax)
 	add("env", strings.Join(ai.Env, ","), strings.Join(bi.Env, ","))
 	return strings.Join(parts, "; ")
+}
+
+// SetOwner gives an instance to a user (nil: to nobody). Admins only; the
+// owner's role is not checked here, so an admin may park an instance with
+// a support account, which then sees it as it sees every instance.
+func (s *Service) SetOwner(ctx context.Context, p auth.Principal, rawID string, owner *uint) (v View, err error) {
+	id, err := s.lookup(p, rawID, accessManage, "owner")
+	if err != nil {
+		return View{}, err
+	}
+	release, err := s.acquire(ctx, id)
+	if err != nil {
+		return View{}, err
+	}
+	defer release()
+	detail := "owner none"
+	if owner != nil {
+		detail = fmt.Sprintf("owner user %d", *owner)
+	}
+	defer func() { s.audit(p, "owner", id, err, detail) }()
+	bctx, cancel := detached(ctx)
+	defer cancel()
+	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.OwnerID = owner }); err != nil {
+		if errors.Is(err, store.ErrInvalid) && owner != nil {
+			return View{}, &procmgr.FieldError{Field: "owner_id", Value: fmt.Sprint(*owner), Rule: "must be the id of an existing user"}
+		}
+		return View{}, err
+	}
+	return s.viewOf(id)
 }
 
 // Remove deprovisions an instance and deletes its record; its files are kept

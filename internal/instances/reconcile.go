@@ -37,7 +37,8 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
-	defer func() { cancel(); wg.Wait() }()
+	// Creates still provisioning in the background are waited for too.
+	defer func() { cancel(); wg.Wait(); s.background.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,7 +154,7 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		st, err := s.backend.Provision(bctx, spec)
 		if err != nil {
 			s.audit(p, "rollback-create", id, err, "")
-			s.rollbackCreate(bctx, id)
+			s.rollbackCreate(bctx, id, mapBackendErr(err))
 			return
 		}
 		err = s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" })

@@ -131,6 +131,9 @@ type Service struct {
 	inflight atomic.Int64 // actions holding a lock
 	pending  atomic.Int64 // ids queued for the reconciler and not yet done
 
+	// background counts creates provisioning after BeginCreate returned.
+	background sync.WaitGroup
+
 	views     procmgr.Fanout[View]
 	reconcile chan procmgr.InstanceID
 	started   chan struct{}
@@ -191,9 +194,33 @@ func (s *Service) publish(id procmgr.InstanceID) {
 	}
 	s.mu.RUnlock()
 	if !ok {
-		v = View{ID: string(id), Phase: "removed", Status: procmgr.Status{ID: id, State: procmgr.StateAbsent}}
+		v = View{ID: string(id), Phase: PhaseRemoved, Status: procmgr.Status{ID: id, State: procmgr.StateAbsent}}
 	}
 	s.views.Publish(v)
+}
+
+// PhaseRemoved is the phase of the last view published for an instance
+// that no longer exists.
+const PhaseRemoved = "removed"
+
+// publishGone tells subscribers that id no longer exists; why, when not
+// nil, is why (a create that failed and was rolled back).
+func (s *Service) publishGone(id procmgr.InstanceID, why error) {
+	v := View{ID: string(id), Phase: PhaseRemoved, Status: procmgr.Status{ID: id, State: procmgr.StateAbsent}}
+	if why != nil {
+		v.LastError = why.Error()
+	}
+	s.views.Publish(v)
+}
+
+// InstalledPHP lists the PHP versions instances may use on this host.
+func (s *Service) InstalledPHP() []string {
+	vs := s.backend.InstalledPHP()
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // Subscribe streams the view of every instance that changes, until ctx ends.
