@@ -1,16 +1,19 @@
-// Package auth knows who may act on the panel: users and their roles, passwords, the mapping
-// of local Unix accounts to users, and (later) sessions, API tokens and ownership checks.
+// Package auth knows who may act on the panel: users and their roles, passwords (argon2id), the
+// mapping of local Unix accounts to users, browser sessions, API tokens, sign-in rate limits,
+// and the audit records of all of these.
+//
+// Every method that acts for somebody takes the acting Principal right after ctx and checks it:
+// only admins manage users; everybody may change their own password and manage their own API
+// tokens. The package starts no goroutines: expired sessions go when the daemon calls
+// PurgeExpired.
 package auth
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-
-	"golang.org/x/crypto/bcrypt"
+	"time"
 
 	"github.com/ikabud/panel/internal/store"
 )
@@ -22,14 +25,36 @@ var (
 	// ErrBadCredentials: unknown user, wrong password, or a user without a password. The
 	// three are deliberately indistinguishable.
 	ErrBadCredentials = errors.New("auth: bad credentials")
-	// ErrUnknownUID: a Unix uid that maps to no user.
+	// ErrUnknownUID: a Unix uid that maps to no usable user. PrincipalForUID returns it for a
+	// disabled user too, wrapped together with ErrDisabled.
 	ErrUnknownUID = errors.New("auth: unknown unix uid")
+	// ErrDisabled: the user is disabled. Login says so only after the right password.
+	ErrDisabled = errors.New("auth: user is disabled")
+	// ErrForbidden: the acting principal may not do this.
+	ErrForbidden = errors.New("auth: forbidden")
+	// ErrNotFound: no such user or API token, or an API token of somebody else (so that token
+	// ids do not tell what exists).
+	ErrNotFound = errors.New("auth: not found")
+	// ErrNoSession: the session token is unknown, malformed or expired, or its user is gone,
+	// disabled or has a bad stored role. The browser must sign in again.
+	ErrNoSession = errors.New("auth: no session")
+	// ErrBadToken: the API token is unknown, malformed or expired, or its user is gone,
+	// disabled or has a bad stored role.
+	ErrBadToken = errors.New("auth: bad API token")
+	// ErrRateLimited: too many failed sign-ins; the error is a *RateLimitError saying how
+	// long to wait.
+	ErrRateLimited = errors.New("auth: rate limited")
+	// ErrLimit: a bound was reached, such as the API tokens per user or the revocation
+	// subscribers.
+	ErrLimit = errors.New("auth: limit reached")
 )
 
 // InvalidError says which input field broke which rule. It matches ErrInvalid under errors.Is.
 type InvalidError struct {
-	Field string // "name", "role", "password" or "uid"
-	Rule  string // what the value must be, for a person to act on
+	// Field is "name", "role", "password", "current_password", "uid" or "user".
+	Field string
+	// Rule is what the value must be, for a person to act on. It never quotes a password.
+	Rule string
 }
 
 func (e *InvalidError) Error() string { return fmt.Sprintf("auth: invalid %s: %s", e.Field, e.Rule) }
@@ -93,11 +118,20 @@ func ValidateUserName(s string) error {
 	return nil
 }
 
-// Passwords are bounded by bcrypt, which reads at most 72 bytes.
+// Passwords are counted in bytes. The upper bound keeps the work of hashing a password from a
+// request small; bcrypt's 72-byte limit no longer applies since new hashes are argon2id.
 const (
 	MinPasswordLen = 8
-	MaxPasswordLen = 72
+	MaxPasswordLen = 256
 )
+
+// validatePassword checks the length of a new password, for the field named.
+func validatePassword(field, password string) error {
+	if len(password) < MinPasswordLen || len(password) > MaxPasswordLen {
+		return invalid(field, "must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
+	}
+	return nil
+}
 
 // Unix uids a user may be mapped to: 0 is root, which is always an admin without a user row;
 // 4294967295 is (uid_t)-1, "no uid".
@@ -106,27 +140,27 @@ const (
 	maxUID = 4294967294
 )
 
-// DefaultBcryptCost is the bcrypt cost used in production.
-const DefaultBcryptCost = 12
-
 // Options tunes a Service. The zero value is production.
 type Options struct {
-	// BcryptCost is the cost of new password hashes; 0 means DefaultBcryptCost. Tests use
-	// bcrypt.MinCost.
-	BcryptCost int
+	// Argon2 is the cost of new password hashes; the zero value means DefaultArgon2Params().
+	// Tests use tiny costs such as {MemoryKiB: 64, Time: 1, Threads: 1}. Costs outside the
+	// bounds that CheckArgon2Params states make NewServiceWith panic: they are set in code,
+	// never from input.
+	Argon2 Argon2Params
+	// Now is the clock of sessions, tokens and the sign-in rate limits; nil means time.Now.
+	// Tests move it instead of sleeping.
+	Now func() time.Time
 }
 
-// Service manages users and answers who is acting.
+// Service manages users, passwords, sessions and API tokens, and answers who is acting. It is
+// safe for concurrent use and starts no goroutines.
 type Service struct {
-	db   *store.DB
-	log  *slog.Logger
-	cost int
-
-	// dummyHash is compared against when there is no real hash to compare, so that a name
-	// that does not exist costs as much time as a wrong password.
-	dummyOnce sync.Once
-	dummyHash []byte
-	dummyErr  error
+	db     *store.DB
+	log    *slog.Logger
+	argon2 Argon2Params
+	now    func() time.Time
+	limits *loginLimiter
+	feed   *revocationFeed
 }
 
 // NewService returns a Service with production options.
@@ -139,16 +173,32 @@ func NewServiceWith(db *store.DB, log *slog.Logger, opts Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cost := opts.BcryptCost
-	if cost == 0 {
-		cost = DefaultBcryptCost
+	params := opts.Argon2
+	if params == (Argon2Params{}) {
+		params = DefaultArgon2Params()
 	}
-	return &Service{db: db, log: log, cost: cost}
+	if err := CheckArgon2Params(params); err != nil {
+		panic(fmt.Sprintf("auth: Options.Argon2: %v", err))
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{
+		db:     db,
+		log:    log,
+		argon2: params,
+		now:    now,
+		limits: newLoginLimiter(),
+		feed:   newRevocationFeed(),
+	}
 }
 
 // AddUser validates and creates a user. password may be "" only when uid is set: such a user
 // acts only through the panel's Unix socket. It returns an *InvalidError (ErrInvalid) naming
 // the field for a bad value, and an error wrapping store.ErrConflict if the name or uid is taken.
+// It checks no permission and writes no audit record: it is for the command line run by root
+// and for CreateUser, which does both.
 func (s *Service) AddUser(ctx context.Context, name string, role Role, password string, uid *int) (*store.User, error) {
 	if err := ValidateUserName(name); err != nil {
 		return nil, err
@@ -160,21 +210,22 @@ func (s *Service) AddUser(ctx context.Context, name string, role Role, password 
 		return nil, invalid("uid", "%d is not a Unix uid that can be mapped: it must be %d to %d (uid 0 is root, always an admin)",
 			*uid, minUID, maxUID)
 	}
-	var hash []byte
+	var hash string
 	switch {
 	case password == "" && uid == nil:
 		return nil, invalid("password", "is required for a user without a Unix uid")
 	case password == "":
 		// A uid-only user: no hash, so no password ever matches.
-	case len(password) < MinPasswordLen || len(password) > MaxPasswordLen:
-		return nil, invalid("password", "must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
 	default:
+		if err := validatePassword("password", password); err != nil {
+			return nil, err
+		}
 		var err error
-		if hash, err = bcrypt.GenerateFromPassword([]byte(password), s.cost); err != nil {
-			return nil, fmt.Errorf("auth: add user %q: hash password: %w", name, err)
+		if hash, err = hashPassword(password, s.argon2); err != nil {
+			return nil, fmt.Errorf("auth: add user %q: %w", name, err)
 		}
 	}
-	u := &store.User{Name: name, Role: string(role), PasswordHash: string(hash), UnixUID: uid}
+	u := &store.User{Name: name, Role: string(role), PasswordHash: hash, UnixUID: uid}
 	if err := s.db.CreateUser(ctx, u); err != nil {
 		return nil, fmt.Errorf("auth: add user: %w", err)
 	}
@@ -189,74 +240,6 @@ func uidAttr(uid *int) any {
 	return *uid
 }
 
-// CheckPassword returns the user if name and password match, and ErrBadCredentials (wrapped)
-// otherwise: for an unknown name, a wrong password, or a user without a password. Each of
-// those costs one bcrypt comparison, so their timing does not tell them apart. Other errors
-// (the database) are returned as they are.
-func (s *Service) CheckPassword(ctx context.Context, name, password string) (*store.User, error) {
-	u, err := s.db.GetUserByName(ctx, name)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("auth: check password: %w", err)
-	}
-	if err != nil || u.PasswordHash == "" || len(password) > MaxPasswordLen {
-		s.burnCompare(password)
-		return nil, fmt.Errorf("%w: user %q", ErrBadCredentials, name)
-	}
-	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)); err != nil {
-		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
-			return nil, fmt.Errorf("%w: user %q", ErrBadCredentials, name)
-		}
-		return nil, fmt.Errorf("auth: check password of %q: stored hash unusable: %w", name, err)
-	}
-	return u, nil
-}
-
-// burnCompare spends the time of one bcrypt comparison at the service's cost.
-func (s *Service) burnCompare(password string) {
-	s.dummyOnce.Do(func() {
-		s.dummyHash, s.dummyErr = bcrypt.GenerateFromPassword([]byte("ikabud-dummy-password"), s.cost)
-	})
-	if s.dummyErr == nil {
-		if len(password) > MaxPasswordLen {
-			password = password[:MaxPasswordLen]
-		}
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
-	}
-}
-
-// passwordAlphabet leaves out characters that are easy to misread (0 O o 1 l I) or awkward to
-// type or quote in a shell.
-const passwordAlphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-// GeneratedPasswordLen is the length of GeneratePassword's passwords: 20 characters of a
-// 56-character alphabet, about 116 bits.
-const GeneratedPasswordLen = 20
-
-// GeneratePassword returns a random password of GeneratedPasswordLen characters from
-// crypto/rand, for `panel user add` to print once.
-func GeneratePassword() (string, error) {
-	out := make([]byte, GeneratedPasswordLen)
-	// Rejection sampling: bytes at or above the largest multiple of the alphabet size would
-	// make the first characters likelier than the rest.
-	limit := byte(256 - 256%len(passwordAlphabet))
-	buf := make([]byte, 64)
-	for n := 0; n < len(out); {
-		if _, err := rand.Read(buf); err != nil {
-			return "", fmt.Errorf("auth: generate password: %w", err)
-		}
-		for _, b := range buf {
-			if b >= limit {
-				continue
-			}
-			out[n] = passwordAlphabet[int(b)%len(passwordAlphabet)]
-			if n++; n == len(out) {
-				break
-			}
-		}
-	}
-	return string(out), nil
-}
-
 // Principal is who is acting: a user, or the machine's root over the Unix socket (UserID 0).
 type Principal struct {
 	UserID uint
@@ -268,9 +251,29 @@ type Principal struct {
 // Starting and stopping an owned instance is a separate, per-instance check.
 func (p Principal) CanChange() bool { return p.Role == RoleAdmin }
 
+// actorID is p's user id for an audit record: nil for root, who has no user row.
+func (p Principal) actorID() *uint {
+	if p.UserID == 0 {
+		return nil
+	}
+	return new(p.UserID)
+}
+
+// principalOf turns a stored user into a principal, refusing a user whose stored role is not a
+// known role (fail closed).
+func principalOf(u *store.User) (Principal, error) {
+	role, err := ParseRole(u.Role)
+	if err != nil {
+		return Principal{}, fmt.Errorf("user %q has a bad stored role: %w", u.Name, err)
+	}
+	return Principal{UserID: u.ID, Name: u.Name, Role: role}, nil
+}
+
 // PrincipalForUID maps the Unix uid of a socket peer (SO_PEERCRED) to a principal: uid 0 is
 // root, an admin; any other uid is the user mapped to it, else an error wrapping ErrUnknownUID.
-// A mapped user whose stored role is not a known role is refused (fail closed).
+// A mapped user who is disabled is refused with an error wrapping both ErrUnknownUID and
+// ErrDisabled, so that callers which only know ErrUnknownUID still refuse. A mapped user whose
+// stored role is not a known role is refused (fail closed).
 func (s *Service) PrincipalForUID(ctx context.Context, uid int) (Principal, error) {
 	if uid == 0 {
 		return Principal{Name: rootName, Role: RoleAdmin}, nil
@@ -285,9 +288,12 @@ func (s *Service) PrincipalForUID(ctx context.Context, uid int) (Principal, erro
 	if err != nil {
 		return Principal{}, fmt.Errorf("auth: principal for uid %d: %w", uid, err)
 	}
-	role, err := ParseRole(u.Role)
-	if err != nil {
-		return Principal{}, fmt.Errorf("auth: principal for uid %d: user %q has a bad stored role: %w", uid, u.Name, err)
+	if u.Disabled {
+		return Principal{}, fmt.Errorf("%w: %d: %w: %q", ErrUnknownUID, uid, ErrDisabled, u.Name)
 	}
-	return Principal{UserID: u.ID, Name: u.Name, Role: role}, nil
+	p, err := principalOf(u)
+	if err != nil {
+		return Principal{}, fmt.Errorf("auth: principal for uid %d: %w", uid, err)
+	}
+	return p, nil
 }

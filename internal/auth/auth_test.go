@@ -6,15 +6,16 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/ikabud/panel/internal/auth"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 )
 
+// tinyArgon2 keeps tests fast; production costs are checked in TestDefaultCostIsProduction.
+var tinyArgon2 = auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}
+
 func newService(t *testing.T, db *store.DB) *auth.Service {
-	return auth.NewServiceWith(db, storetest.Logger(t), auth.Options{BcryptCost: bcrypt.MinCost})
+	return auth.NewServiceWith(db, storetest.Logger(t), auth.Options{Argon2: tinyArgon2})
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -91,6 +92,8 @@ func TestAddUserAndCheckPassword(t *testing.T) {
 			{"alice", "wrong horse"},
 			{"alice", ""},
 			{"alice", strings.Repeat("x", 100)},
+			{"alice", strings.Repeat("x", auth.MaxPasswordLen+1)},
+			{"alice", "correct horse\x00"},
 			{"nobody", "correct horse"},
 			{"", ""},
 		} {
@@ -130,9 +133,21 @@ func TestAddUserAndCheckPassword(t *testing.T) {
 		_, err = s.AddUser(ctx, "carol", auth.RoleAdmin, "", nil)
 		wantInvalid(t, err, "password", "required")
 		_, err = s.AddUser(ctx, "carol", auth.RoleAdmin, "short", nil)
-		wantInvalid(t, err, "password", "8 to 72")
-		_, err = s.AddUser(ctx, "carol", auth.RoleAdmin, strings.Repeat("p", 73), nil)
-		wantInvalid(t, err, "password", "8 to 72")
+		wantInvalid(t, err, "password", "8 to 256")
+		_, err = s.AddUser(ctx, "carol", auth.RoleAdmin, strings.Repeat("p", 257), nil)
+		wantInvalid(t, err, "password", "8 to 256")
+		// 256 bytes is allowed now that bcrypt's 72-byte limit is gone, and every byte counts.
+		long := strings.Repeat("p", 256)
+		if _, err := s.AddUser(ctx, "frank", auth.RoleCustomer, long, nil); err != nil {
+			t.Errorf("AddUser with a 256-byte password: %v", err)
+		} else {
+			if _, err := s.CheckPassword(ctx, "frank", long); err != nil {
+				t.Errorf("CheckPassword with the 256-byte password: %v", err)
+			}
+			if _, err := s.CheckPassword(ctx, "frank", long[:255]+"q"); !errors.Is(err, auth.ErrBadCredentials) {
+				t.Errorf("CheckPassword differing in byte 256 = %v, want ErrBadCredentials", err)
+			}
+		}
 		for _, uid := range []int{0, -1} {
 			_, err = s.AddUser(ctx, "carol", auth.RoleAdmin, "", ptr(uid))
 			wantInvalid(t, err, "uid", "root")
@@ -174,6 +189,33 @@ func TestPrincipalForUID(t *testing.T) {
 				t.Errorf("uid %d = %+v, %v; want ErrUnknownUID", uid, p, err)
 			}
 		}
+
+		// A disabled user's uid is refused: ErrUnknownUID (what the socket layer checks) and
+		// ErrDisabled (what a person is told). Enabled again, it works again.
+		disabled := true
+		if err := db.UpdateUser(ctx, u.ID, store.UserUpdate{Disabled: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		p, err = s.PrincipalForUID(ctx, 1500)
+		if !errors.Is(err, auth.ErrUnknownUID) || !errors.Is(err, auth.ErrDisabled) || p != (auth.Principal{}) {
+			t.Errorf("disabled uid 1500 = %+v, %v; want ErrUnknownUID and ErrDisabled", p, err)
+		}
+		disabled = false
+		if err := db.UpdateUser(ctx, u.ID, store.UserUpdate{Disabled: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PrincipalForUID(ctx, 1500); err != nil {
+			t.Errorf("re-enabled uid 1500: %v", err)
+		}
+
+		// A stored role that is not a role is refused, not guessed.
+		bad := "superuser"
+		if err := db.UpdateUser(ctx, u.ID, store.UserUpdate{Role: &bad}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := s.PrincipalForUID(ctx, 1500); err == nil || p != (auth.Principal{}) {
+			t.Errorf("uid with stored role %q = %+v, %v; want an error", bad, p, err)
+		}
 	})
 }
 
@@ -206,15 +248,41 @@ func TestGeneratePassword(t *testing.T) {
 }
 
 func TestDefaultCostIsProduction(t *testing.T) {
-	// Only the hash is checked, on SQLite: cost 12 takes a quarter second.
+	// Only the hash is checked, on SQLite: 64 MiB and 3 passes take a tenth of a second.
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	s := auth.NewService(db, nil)
 	u, err := s.AddUser(context.Background(), "erin", auth.RoleAdmin, "production password", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cost, err := bcrypt.Cost([]byte(u.PasswordHash))
-	if err != nil || cost != auth.DefaultBcryptCost {
-		t.Errorf("bcrypt cost = %d, %v; want %d", cost, err, auth.DefaultBcryptCost)
+	want := "$argon2id$v=19$m=65536,t=3,p=2$"
+	if !strings.HasPrefix(u.PasswordHash, want) {
+		t.Errorf("hash %q does not start with %q", u.PasswordHash, want)
+	}
+	if d := auth.DefaultArgon2Params(); d != (auth.Argon2Params{MemoryKiB: 64 * 1024, Time: 3, Threads: 2}) {
+		t.Errorf("DefaultArgon2Params() = %+v", d)
+	}
+	if _, err := s.CheckPassword(context.Background(), "erin", "production password"); err != nil {
+		t.Errorf("CheckPassword at production costs: %v", err)
+	}
+}
+
+func TestOptionsOutOfBoundsPanic(t *testing.T) {
+	db := storetest.Open(t, store.DialectSQLite, store.Options{})
+	for _, p := range []auth.Argon2Params{
+		{MemoryKiB: 64, Time: 0, Threads: 1},
+		{MemoryKiB: 64, Time: 1, Threads: 0},
+		{MemoryKiB: 4, Time: 1, Threads: 1},
+		{MemoryKiB: auth.MaxArgon2MemoryKiB + 1, Time: 1, Threads: 1},
+		{MemoryKiB: 64, Time: auth.MaxArgon2Time + 1, Threads: 1},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewServiceWith(%+v) did not panic", p)
+				}
+			}()
+			auth.NewServiceWith(db, nil, auth.Options{Argon2: p})
+		}()
 	}
 }

@@ -8,10 +8,13 @@ type User struct {
 	Name string `gorm:"column:name"`
 	// Role is "admin", "support" or "customer"; package auth validates it.
 	Role string `gorm:"column:role"`
-	// PasswordHash is a bcrypt hash, or "" for a user who signs in only by Unix uid.
+	// PasswordHash is an argon2id PHC string (or a bcrypt hash from before argon2id, replaced
+	// at the next sign-in), or "" for a user who signs in only by Unix uid.
 	PasswordHash string `gorm:"column:password_hash" json:"-"`
 	// UnixUID maps a local Unix account (seen as the peer of the panel socket) to this user.
-	UnixUID   *int      `gorm:"column:unix_uid"`
+	UnixUID *int `gorm:"column:unix_uid"`
+	// Disabled users cannot sign in, and their sessions and API tokens do not work.
+	Disabled  bool      `gorm:"column:disabled"`
 	CreatedAt time.Time `gorm:"column:created_at"`
 	UpdatedAt time.Time `gorm:"column:updated_at"`
 }
@@ -20,7 +23,8 @@ type User struct {
 func (User) TableName() string { return "users" }
 
 // Session is a row of sessions: a browser sign-in. ID is a hash of the session token, never the
-// token itself.
+// token itself. ExpiresAt is the absolute end of the session; package auth also ends it after a
+// time without use, measured from LastSeenAt.
 type Session struct {
 	ID         string    `gorm:"column:id;primaryKey"`
 	UserID     uint      `gorm:"column:user_id"`
@@ -34,13 +38,16 @@ func (Session) TableName() string { return "sessions" }
 
 // APIToken is a row of api_tokens: a bearer token for the JSON API, stored as a hash.
 type APIToken struct {
-	ID         uint       `gorm:"column:id;primaryKey;autoIncrement"`
-	UserID     uint       `gorm:"column:user_id"`
-	Name       string     `gorm:"column:name"`
-	TokenHash  string     `gorm:"column:token_hash" json:"-"`
-	CreatedAt  time.Time  `gorm:"column:created_at"`
-	LastUsedAt *time.Time `gorm:"column:last_used_at"`
-	ExpiresAt  *time.Time `gorm:"column:expires_at"`
+	ID        uint   `gorm:"column:id;primaryKey;autoIncrement"`
+	UserID    uint   `gorm:"column:user_id"`
+	Name      string `gorm:"column:name"`
+	TokenHash string `gorm:"column:token_hash" json:"-"`
+	// TokenPrefix is the start of the token, kept in the clear so that people can tell their
+	// tokens apart; it is far too short to stand for the token.
+	TokenPrefix string     `gorm:"column:token_prefix"`
+	CreatedAt   time.Time  `gorm:"column:created_at"`
+	LastUsedAt  *time.Time `gorm:"column:last_used_at"`
+	ExpiresAt   *time.Time `gorm:"column:expires_at"`
 }
 
 // TableName implements GORM's tabler.

@@ -77,3 +77,53 @@ func (db *DB) DeleteUser(ctx context.Context, id uint) error {
 	}
 	return nil
 }
+
+// UserUpdate names what UpdateUser changes; nil fields are left as stored. Only these columns
+// change after creation: a name or a Unix uid stays with its user for good.
+type UserUpdate struct {
+	Role         *string
+	Disabled     *bool
+	PasswordHash *string
+	// IfPasswordHash, when set, makes the update happen only while the stored password_hash
+	// still equals it, so that a change based on a hash read earlier (a sign-in replacing an
+	// old bcrypt hash, a password change checked against the current one) cannot overwrite a
+	// password set meanwhile.
+	IfPasswordHash *string
+}
+
+// UpdateUser applies up to the user with that id and sets updated_at from the store's clock.
+// It returns an error wrapping ErrNotFound if there is no such user, and ErrConflict if
+// up.IfPasswordHash no longer matches (nothing is changed then). An update with no field set
+// still sets updated_at.
+func (db *DB) UpdateUser(ctx context.Context, id uint, up UserUpdate) error {
+	op := fmt.Sprintf("update user %d", id)
+	cols := map[string]any{"updated_at": db.now()}
+	if up.Role != nil {
+		cols["role"] = *up.Role
+	}
+	if up.Disabled != nil {
+		cols["disabled"] = *up.Disabled
+	}
+	if up.PasswordHash != nil {
+		cols["password_hash"] = *up.PasswordHash
+	}
+	q := db.gorm.WithContext(ctx).Model(&User{}).Where("id = ?", id)
+	if up.IfPasswordHash != nil {
+		q = q.Where("password_hash = ?", *up.IfPasswordHash)
+	}
+	res := q.Updates(cols)
+	if res.Error != nil {
+		return translate(res.Error, op)
+	}
+	if res.RowsAffected > 0 {
+		return nil
+	}
+	// Nothing matched (MySQL counts matched rows, not changed ones: see clientFoundRows).
+	if _, err := db.GetUserByID(ctx, id); err != nil {
+		return err
+	}
+	if up.IfPasswordHash == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: the password was changed meanwhile", ErrConflict, op)
+}

@@ -13,8 +13,8 @@ import (
 )
 
 func userString(u store.User) string {
-	return fmt.Sprintf("id=%d name=%q role=%q hash=%q uid=%s created=%s updated=%s",
-		u.ID, u.Name, u.Role, u.PasswordHash, deref(u.UnixUID), ts(u.CreatedAt), ts(u.UpdatedAt))
+	return fmt.Sprintf("id=%d name=%q role=%q hash=%q uid=%s disabled=%v created=%s updated=%s",
+		u.ID, u.Name, u.Role, u.PasswordHash, deref(u.UnixUID), u.Disabled, ts(u.CreatedAt), ts(u.UpdatedAt))
 }
 
 func TestUsersCRUD(t *testing.T) {
@@ -190,6 +190,92 @@ func TestDeleteUserCascades(t *testing.T) {
 		}
 		if evs, err := db.ListAudit(ctx, "a-1", 10); err != nil || len(evs) != 1 {
 			t.Errorf("audit after instance delete: %d events, %v; want 1", len(evs), err)
+		}
+	})
+}
+
+func TestUpdateUser(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		clk := storetest.NewClock(t0)
+		db := storetest.Open(t, dialect, store.Options{Now: clk.Now})
+		alice := mustCreateUser(t, db, "alice", ptr(1200))
+		bob := mustCreateUser(t, db, "bob", nil)
+		if alice.Disabled {
+			t.Error("a new user is disabled")
+		}
+		bobBefore := userString(*bob)
+
+		get := func(id uint) store.User {
+			t.Helper()
+			u, err := db.GetUserByID(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return *u
+		}
+
+		// Each field alone changes only itself (and updated_at).
+		clk.Advance(time.Minute)
+		if err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{Disabled: ptr(true)}); err != nil {
+			t.Fatal(err)
+		}
+		want := *alice
+		want.Disabled, want.UpdatedAt = true, stored(t0.Add(time.Minute))
+		if got := get(alice.ID); userString(got) != userString(want) {
+			t.Errorf("after disable\n %s\nwant\n %s", userString(got), userString(want))
+		}
+		clk.Advance(time.Minute)
+		if err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{Role: ptr("admin")}); err != nil {
+			t.Fatal(err)
+		}
+		want.Role, want.UpdatedAt = "admin", stored(t0.Add(2*time.Minute))
+		if got := get(alice.ID); userString(got) != userString(want) {
+			t.Errorf("after role\n %s\nwant\n %s", userString(got), userString(want))
+		}
+		if err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{PasswordHash: ptr("h2"), Disabled: ptr(false)}); err != nil {
+			t.Fatal(err)
+		}
+		want.PasswordHash, want.Disabled = "h2", false
+		if got := get(alice.ID); userString(got) != userString(want) {
+			t.Errorf("after hash\n %s\nwant\n %s", userString(got), userString(want))
+		}
+		// Setting what is stored already is fine (MySQL counts matched rows, not changed ones).
+		if err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{Role: ptr("admin")}); err != nil {
+			t.Errorf("no-op update: %v", err)
+		}
+
+		// The conditional hash update: only while the stored hash is the one given.
+		err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{PasswordHash: ptr("h3"), IfPasswordHash: ptr("stale")})
+		isErr(t, err, store.ErrConflict, "stale IfPasswordHash")
+		if got := get(alice.ID).PasswordHash; got != "h2" {
+			t.Errorf("a refused conditional update stored %q", got)
+		}
+		if err := db.UpdateUser(ctx, alice.ID, store.UserUpdate{PasswordHash: ptr("h3"), IfPasswordHash: ptr("h2")}); err != nil {
+			t.Errorf("matching IfPasswordHash: %v", err)
+		}
+		if got := get(alice.ID).PasswordHash; got != "h3" {
+			t.Errorf("hash %q, want h3", got)
+		}
+
+		isErr(t, db.UpdateUser(ctx, 99999, store.UserUpdate{Role: ptr("admin")}), store.ErrNotFound, "update missing")
+		isErr(t, db.UpdateUser(ctx, 99999, store.UserUpdate{PasswordHash: ptr("x"), IfPasswordHash: ptr("y")}),
+			store.ErrNotFound, "conditional update of a missing user")
+		if got := get(bob.ID); userString(got) != bobBefore {
+			t.Errorf("bob changed:\n %s\nwas\n %s", userString(got), bobBefore)
+		}
+
+		// A user created disabled is stored so.
+		carol := &store.User{Name: "carol", Role: "customer", Disabled: true}
+		if err := db.CreateUser(ctx, carol); err != nil {
+			t.Fatal(err)
+		}
+		if !get(carol.ID).Disabled {
+			t.Error("created disabled, read back enabled")
+		}
+		users, err := db.ListUsers(ctx)
+		if err != nil || len(users) != 3 || users[2].Name != "carol" || !users[2].Disabled {
+			t.Errorf("ListUsers = %v, %v", users, err)
 		}
 	})
 }
