@@ -5,7 +5,8 @@
 #
 #   Go            /usr/local/go/bin (Go is not taken from Debian: bookworm's is far older than go.mod asks)
 #   PHP-FPM, PHP  php8.2-fpm, php8.2-cli
-#   nginx         nginx (installed, never started as a service by us)
+#   nginx         nginx (installed, never started as a service by us; the proxy test runs its own)
+#   chromium      Debian's chromium, driven headless by the browser tests (chromedp)
 #   systemd       systemd, util-linux (unshare, nsenter, setsid), bsdutils (script): scripts/with-systemd.sh
 #   tools         procps, iproute2
 #   MariaDB       whatever answers on 127.0.0.1:3306; when nothing does, mariadb-server is installed and started
@@ -42,6 +43,7 @@ readonly PACKAGES=(
 	"php8.2-fpm /usr/sbin/php-fpm8.2"
 	"php8.2-cli /usr/bin/php8.2"
 	"nginx /usr/sbin/nginx"
+	"chromium /usr/bin/chromium"
 	"systemd /lib/systemd/systemd"
 	"procps /usr/bin/pgrep"
 	"iproute2 /usr/bin/ss"

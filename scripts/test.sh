@@ -25,6 +25,7 @@ if [[ -n $unformatted ]]; then
 fi
 
 go vet ./...
+scripts/templ-check.sh
 
 args=("$@")
 has_packages=""
@@ -33,8 +34,27 @@ for a in "$@"; do
 	./* | ../* | *... | github.com/ikabud/panel*) has_packages=1 ;;
 	esac
 done
+
+# go test -json through scripts/testsum.go: the usual package lines and failing tests' output, and at the end one
+# line counting every test run ("N passed, N failed, N skipped").
+counts="$(mktemp)"
+trap 'rm -f "$counts"' EXIT
+export TESTSUM_FILE="$counts"
+go build -o /dev/null scripts/testsum.go
+summed() {
+	"$@" 2>&1 | go run scripts/testsum.go
+	local rc=("${PIPESTATUS[@]}")
+	return "${rc[0]}"
+}
+closing() {
+	awk '{p += $1; f += $2; s += $3} END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$counts"
+}
+
+status=0
 if [[ -n $has_packages ]]; then
-	exec scripts/with-systemd.sh go test -count=1 -timeout 30m "${args[@]}"
+	summed scripts/with-systemd.sh go test -json -count=1 -timeout 30m "${args[@]}" || status=$?
+	closing
+	exit "$status"
 fi
 
 # The whole suite. The built-in supervisor is for hosts where PID 1 is not systemd, and its package runs on such a
@@ -43,7 +63,7 @@ fi
 # takes the supervisor's children out of theirs. Everything else runs inside the private systemd.
 supervise=github.com/ikabud/panel/internal/procmgr/supervise
 mapfile -t inside < <(go list ./... | grep -vx "$supervise")
-status=0
-scripts/with-systemd.sh go test -count=1 -timeout 30m "${args[@]}" "${inside[@]}" || status=$?
-go test -count=1 -timeout 15m "${args[@]}" "$supervise" || status=$?
+summed scripts/with-systemd.sh go test -json -count=1 -timeout 30m "${args[@]}" "${inside[@]}" || status=$?
+summed go test -json -count=1 -timeout 15m "${args[@]}" "$supervise" || status=$?
+closing
 exit "$status"

@@ -5,7 +5,7 @@
 #   scripts/with-systemd.sh --shell         boot, print how to enter it, leave it running
 #   scripts/with-systemd.sh --stop PID      power off a systemd that --shell started
 #
-# The recipe is the one in DESIGN.md ("Booting a private systemd for tests"): systemd runs as PID 1 of private
+# The recipe (docs/architecture.md, "Testing with real parts"): systemd runs as PID 1 of private
 # PID, mount and cgroup namespaces (network and the filesystem are shared with the host), booted to basic.target
 # with the tmpfiles units masked, and CMD runs inside it through `nsenter -a`. On top of the recipe, so that several
 # runs at once (and a colleague's private systemd) never see each other's units, journal or console:

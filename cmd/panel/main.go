@@ -17,10 +17,13 @@ var version = "dev"
 const usage = `Ikabud Panel: PHP sites as real, contained PHP-FPM services.
 
 Usage:
-  panel serve [flags]                 run the daemon (HTTP on 127.0.0.1:8080, CLI socket)
+  panel serve [flags]                 run the daemon: the web panel on http://127.0.0.1:8080, the CLI socket
   panel migrate [--db DSN]            apply database migrations
   panel user add NAME [--role R] [--uid N]
                                       add a panel user; prints a generated password
+  panel token add USER [--name NAME]  make an API token for /api/v1 (printed once)
+  panel token list [USER]             list API tokens
+  panel token revoke ID               revoke one
 
   panel create ID [spec flags]        provision an instance and start it
   panel set ID [spec flags]           change settings (limits apply live)
@@ -70,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdMigrate(args[1:], stdout)
 	case "user":
 		err = cmdUser(args[1:], stdout)
+	case "token":
+		err = cmdToken(args[1:], stdout)
 	default:
 		err = cmdClient(args[0], args[1:], stdout)
 	}

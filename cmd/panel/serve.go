@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"os/user"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/ikabud/panel/internal/auth"
@@ -26,6 +28,7 @@ import (
 	"github.com/ikabud/panel/internal/procmgr/systemd"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/web"
+	"github.com/ikabud/panel/internal/web/live"
 )
 
 const (
@@ -44,6 +47,8 @@ type serveConfig struct {
 	initAdmin   string
 	socketGroup string
 	dbFile      string
+	publicURL   string
+	trusted     string
 	layout      procmgr.Layout
 }
 
@@ -57,6 +62,8 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "Unix socket for the command line (root only)")
 	fs.StringVar(&cfg.socketGroup, "socket-group", envOr("IKABUD_SOCKET_GROUP", ""), "also let this group use the socket (its members act as the panel user mapped to their uid)")
 	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto (systemd when the host was booted with it, else supervise), systemd or supervise")
+	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
+	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
 	fs.StringVar(&cfg.layout.InstancesRoot, "instances-root", envOr("IKABUD_INSTANCES_ROOT", d.InstancesRoot), "where instance files live")
@@ -244,59 +251,128 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer closeBackend()
 
 	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log})
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
+	trusted, err := parseTrusted(cfg.trusted)
+	if err != nil {
+		return err
+	}
+	srv, err := web.New(web.Options{Instances: svc, Accounts: authSvc, Log: log, Version: version,
+		PublicURL: cfg.publicURL, ListenAddr: cfg.listen, TrustedProxies: trusted})
+	if err != nil {
+		return err
+	}
+	hub := live.New(svc, live.Options{
+		Log:         log,
+		System:      auth.Principal{Name: "panel", Role: auth.RoleAdmin},
+		CheckOrigin: srv.CheckOrigin,
+		// A FastCGI ping to an ondemand pool spawns a worker that lives
+		// process_idle_timeout (10 s): probing every instance often would
+		// keep thousands of workers alive. An open instance page probes its
+		// own instance when it loads.
+		HealthEvery: 2 * time.Minute,
+		StillValid: func(ctx context.Context, v live.Viewer) bool {
+			return authSvc.SessionValid(ctx, v.SessionID)
+		},
+	})
+	srv.SetLive(hub)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
 	select {
 	case <-svc.Started():
-	case err := <-runErr:
-		return err
+	case <-gctx.Done():
+		return g.Wait()
 	}
-	srv := web.New(web.Options{Instances: svc, Principals: authSvc, Log: log, Version: version})
-
 	unixLn, err := listenUnix(cfg.socket, cfg.socketGroup)
 	if err != nil {
+		stop()
+		g.Wait()
 		return err
 	}
-	tcpLn, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		unixLn.Close()
-		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
-	}
-	errs := make(chan error, 3)
-	go func() { errs <- srv.Serve(ctx, unixLn) }()
-	go func() { errs <- srv.Serve(ctx, tcpLn) }()
-	log.Info("panel serving", "http", "http://"+tcpLn.Addr().String(), "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
-	fmt.Fprintf(stdout, "Ikabud Panel is running at http://%s (backend %s); the command line talks to %s\n", tcpLn.Addr(), backend.Name(), cfg.socket)
+	g.Go(func() error { return srv.Serve(gctx, unixLn) })
+	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return srv.WatchRevocations(gctx) })
+	g.Go(func() error { purgeSessions(gctx, authSvc, log); return nil })
+	g.Go(func() error { return serveTCP(gctx, srv, cfg.listen, log, stdout, backend.Name(), cfg.socket) })
+	log.Info("panel serving", "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
 
-	served := 0 // servers that have returned
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		served++
-	case err = <-runErr:
-		runErr = nil
-	}
-	stop()
+	<-gctx.Done()
 	log.Info("panel stopping; instances keep running")
-	// Wait for the servers and the service loop before the deferred closes
-	// of the backend and the database run under them (bounded: a stuck
-	// handler must not keep the panel from exiting).
-	wait, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for ; served < 2; served++ {
-		select {
-		case <-errs:
-		case <-wait.Done():
-			served = 2
-		}
+	// The group ends when the servers, the hub and the service loop have;
+	// the deferred closes of the backend and the database run after them.
+	// Bounded: a stuck handler must not keep the panel from exiting.
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		err = nil
 	}
-	if runErr != nil {
-		select {
-		case <-runErr:
-		case <-wait.Done():
-		}
+	if errors.Is(err, context.Canceled) {
+		err = nil
 	}
 	return err
+}
+
+// serveTCP serves HTTP on addr. A taken address (a tenant's PHP may hold
+// the panel's port while the panel restarts) does not stop the panel: the
+// Unix socket and the reconciler keep running, and the listen is retried,
+// loudly, until it succeeds.
+func serveTCP(ctx context.Context, srv *web.Server, addr string, log *slog.Logger, stdout io.Writer, backend, socket string) error {
+	wait := time.Second
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			log.Info("panel serving HTTP", "http", "http://"+ln.Addr().String())
+			fmt.Fprintf(stdout, "Ikabud Panel is running at http://%s (backend %s); the command line talks to %s\n", ln.Addr(), backend, socket)
+			return srv.Serve(ctx, ln)
+		}
+		log.Error("cannot listen for HTTP; the command line's socket and every instance keep working; retrying", "addr", addr, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+// purgeSessions deletes expired sessions hourly.
+func purgeSessions(ctx context.Context, a *auth.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("purge expired sessions", "err", err)
+		} else if n > 0 {
+			log.Info("expired sessions purged", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// parseTrusted reads --trusted-proxy: addresses or CIDRs, comma-separated.
+func parseTrusted(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --trusted-proxy %q: not an address or CIDR", errUsage, part)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // lockDaemon makes sure one daemon runs per socket.

@@ -34,7 +34,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		if err := db.Gorm().WithContext(ctx).Raw("SELECT MAX(version_id) FROM goose_db_version").Scan(&version).Error; err != nil {
 			t.Fatal(err)
 		}
-		if version != 1 {
+		if version != 2 {
 			t.Errorf("schema version = %d, want 1", version)
 		}
 		var applied int64

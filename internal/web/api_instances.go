@@ -17,7 +17,7 @@ import (
 // instanceHandlers are the JSON API's instance routes; each is a thin call
 // into the instances service.
 type instanceHandlers struct {
-	svc *instances.Service
+	svc Instances
 }
 
 func (h *instanceHandlers) register(g *echo.Group) {

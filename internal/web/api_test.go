@@ -16,7 +16,6 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
-	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/web"
 )
 
@@ -99,7 +98,7 @@ func TestUnixPeerUID(t *testing.T) {
 	if r.status != http.StatusForbidden {
 		t.Fatalf("unknown uid: %s, want 403", r)
 	}
-	if eb := r.errorBody(t); !strings.Contains(eb.Error, "not a panel user") {
+	if eb := r.errorBody(t); !strings.Contains(eb.Error, "not an enabled panel user") {
 		t.Errorf("message %q", eb.Error)
 	}
 }
@@ -208,8 +207,13 @@ func TestAPIHappyPath(t *testing.T) {
 		t.Errorf("start-all started %v", sa.Started)
 	}
 
-	// Audit.
-	var evs []store.AuditEvent
+	// Audit: the service's own view, snake_case JSON.
+	var raw []map[string]any
+	e.want(e.do("GET", "/api/v1/audit?instance=wp-test-001&limit=1", nil), http.StatusOK, &raw)
+	if len(raw) != 1 || raw[0]["instance_id"] == nil || raw[0]["actor"] != "root" || raw[0]["ID"] != nil {
+		t.Errorf("audit JSON %v, want snake_case fields", raw)
+	}
+	var evs []instances.AuditEntry
 	e.want(e.do("GET", "/api/v1/audit", nil), http.StatusOK, &evs)
 	if len(evs) < 10 {
 		t.Errorf("audit has %d events", len(evs))

@@ -56,7 +56,10 @@ func newWebEnv(t *testing.T, principals web.Principals) *webEnv {
 	if principals == nil {
 		principals = auth.NewService(db, log)
 	}
-	srv := web.New(web.Options{Instances: svc, Principals: principals, Log: log, Version: "test-1"})
+	srv, err := web.New(web.Options{Instances: svc, Principals: principals, Log: log, Version: "test-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &webEnv{t: t, db: db, fb: fb, svc: svc, srv: srv}
 
 	sock := filepath.Join(t.TempDir(), "panel.sock")

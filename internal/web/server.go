@@ -1,6 +1,7 @@
-// Package web serves the panel over HTTP: the JSON API (/api/v1) that the
-// command line, the browser pages and hosting integrations all use, on the
-// root-only Unix socket and on TCP.
+// Package web serves the panel over HTTP: the browser pages (templ + htmx),
+// the live websocket (/ws), and the JSON API (/api/v1) that the command
+// line, the pages' scripts and hosting integrations use, on the root-only
+// Unix socket and on TCP.
 package web
 
 import (
@@ -10,6 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,25 +28,52 @@ import (
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = "64K"
 
-// Principals resolves who is calling; *auth.Service satisfies it.
-type Principals interface {
-	PrincipalForUID(ctx context.Context, uid int) (auth.Principal, error)
-}
+// Limits of the HTTP servers: a local user (a tenant's PHP included) must not
+// be able to exhaust the root daemon's descriptors or hold its goroutines.
+const (
+	MaxConns          = 2048
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	// Plain responses must be written within writeTimeout; streams (log
+	// follow, websockets) extend their own deadlines.
+	writeTimeout = 60 * time.Second
+)
 
 // Server is the panel's HTTP side.
 type Server struct {
 	echo       *echo.Echo
-	svc        *instances.Service
+	svc        Instances
 	principals Principals
+	accounts   Accounts
+	live       Live
 	log        *slog.Logger
+	version    string
+	origins    map[string]bool
+	publicURL  *url.URL
+	trusted    []netip.Prefix
 }
 
 // Options configure a Server.
 type Options struct {
-	Instances  *instances.Service
+	Instances  Instances
 	Principals Principals
-	Log        *slog.Logger
-	Version    string
+	// Accounts enables the browser pages, sessions and API tokens; without
+	// it only the Unix socket's API is served.
+	Accounts Accounts
+	// Live serves /ws; nil answers 503.
+	Live    Live
+	Log     *slog.Logger
+	Version string
+	// PublicURL is the panel's address as browsers see it (behind a proxy:
+	// "https://panel.example.com"); its origin is the one websockets and
+	// form posts must come from. Empty: "http://" + ListenAddr.
+	PublicURL string
+	// ListenAddr is the TCP listener's address, for the default origin.
+	ListenAddr string
+	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto; no one
+	// else's headers choose the client address or the scheme.
+	TrustedProxies []netip.Prefix
 }
 
 type ctxKey int
@@ -50,41 +81,97 @@ type ctxKey int
 const peerUIDKey ctxKey = 1
 
 // New builds the Echo app with every route.
-func New(opt Options) *Server {
+func New(opt Options) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{echo: e, svc: opt.Instances, principals: opt.Principals, log: opt.Log}
+	s := &Server{echo: e, svc: opt.Instances, principals: opt.Principals, accounts: opt.Accounts, live: opt.Live,
+		log: opt.Log, version: opt.Version, trusted: opt.TrustedProxies}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if s.principals == nil && s.accounts != nil {
+		s.principals = s.accounts
+	}
+	if err := s.setOrigins(opt.PublicURL, opt.ListenAddr); err != nil {
+		return nil, err
+	}
+	e.IPExtractor = s.clientIP
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit(MaxBodyBytes))
+	e.Use(s.securityHeaders)
 
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "backend": s.svc.BackendName(), "version": opt.Version})
 	})
-	api := e.Group("/api/v1", s.authenticate)
+	e.GET("/api/v1/openapi.json", serveOpenAPI)
+	api := e.Group("/api/v1", s.authenticateAPI)
 	(&instanceHandlers{svc: s.svc}).register(api)
-	return s
+	if s.accounts != nil {
+		(&accountAPI{acc: s.accounts}).register(api)
+		s.registerPages(e)
+	}
+	return s, nil
 }
+
+// setOrigins works out which Origin values count as the panel's own.
+func (s *Server) setOrigins(public, listen string) error {
+	s.origins = map[string]bool{}
+	if public != "" {
+		u, err := url.Parse(public)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("--public-url %q: must be an http:// or https:// URL with a host, like https://panel.example.com", public)
+		}
+		s.publicURL = u
+		s.origins[u.Scheme+"://"+strings.ToLower(u.Host)] = true
+		return nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || host == "" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err == nil && ip.IsUnspecified() {
+		// 0.0.0.0 is no address a browser uses: the page's own host is
+		// checked instead (ownOrigin).
+		return nil
+	}
+	s.origins["http://"+strings.ToLower(listen)] = true
+	// A loopback listener is reached as localhost too.
+	if err == nil && ip.IsLoopback() {
+		s.origins["http://localhost:"+port] = true
+	}
+	return nil
+}
+
+// SetLive attaches the websocket hub, which itself needs CheckOrigin; call
+// it before serving.
+func (s *Server) SetLive(l Live) { s.live = l }
+
+// CheckOrigin reports whether a websocket upgrade comes from the panel's own
+// origin (a missing Origin is refused).
+func (s *Server) CheckOrigin(r *http.Request) bool { return s.sameOrigin(r, true) == nil }
 
 // Handler is the HTTP handler, for tests.
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Serve serves HTTP on ln until ctx ends. On a Unix socket the peer's uid
-// (SO_PEERCRED) identifies the caller.
+// (SO_PEERCRED) identifies the caller. At most MaxConns connections are
+// open at once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		// Requests inherit ctx, so long streams (log follow) end when
 		// the server stops.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if uc, ok := c.(*net.UnixConn); ok {
+			if uc, ok := unwrapUnix(c); ok {
 				if uid, err := peerUID(uc); err == nil {
 					return context.WithValue(ctx, peerUIDKey, uid)
 				}
@@ -98,10 +185,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(newLimitListener(ln, MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("web: %w", err)
 	}
 	return nil
+}
+
+// unwrapUnix finds the Unix connection under netutil's limiting wrapper.
+func unwrapUnix(c net.Conn) (*net.UnixConn, bool) {
+	for {
+		switch v := c.(type) {
+		case *net.UnixConn:
+			return v, true
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil, false
+		}
+	}
 }
 
 func peerUID(c *net.UnixConn) (int, error) {
@@ -124,27 +225,6 @@ func peerUID(c *net.UnixConn) (int, error) {
 
 const principalKey = "principal"
 
-// authenticate resolves the caller. Over the Unix socket the peer's uid
-// says who it is; over TCP the API needs a token (they come with the web
-// panel), so it refuses for now.
-func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		uid, ok := c.Request().Context().Value(peerUIDKey).(int)
-		if !ok {
-			return echo.NewHTTPError(http.StatusUnauthorized, "the API is served to local users over the panel's Unix socket; API tokens for TCP are not issued yet")
-		}
-		p, err := s.principals.PrincipalForUID(c.Request().Context(), uid)
-		if errors.Is(err, auth.ErrUnknownUID) {
-			return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf("uid %d is not a panel user", uid))
-		}
-		if err != nil {
-			return fmt.Errorf("web: who is uid %d: %w", uid, err)
-		}
-		c.Set(principalKey, p)
-		return next(c)
-	}
-}
-
 func principal(c echo.Context) auth.Principal {
 	p, _ := c.Get(principalKey).(auth.Principal)
 	return p
@@ -163,16 +243,13 @@ type FieldError struct {
 	Rule  string `json:"rule"`
 }
 
-// handleError maps errors to HTTP statuses in one place and logs server
-// errors once, here at the edge.
-func (s *Server) handleError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
+// statusOf maps an error to its HTTP status and JSON body, in one place.
+func statusOf(err error) (int, ErrorBody) {
 	status, body := http.StatusInternalServerError, ErrorBody{Error: err.Error()}
 	var he *echo.HTTPError
 	var fes procmgr.FieldErrors
 	var fe *procmgr.FieldError
+	var rl *auth.RateLimitError
 	switch {
 	case errors.As(err, &he):
 		status = he.Code
@@ -185,21 +262,70 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.As(err, &fe):
 		status = http.StatusUnprocessableEntity
 		body.Fields = []FieldError{{fe.Field, fe.Value, fe.Rule}}
+	case errors.As(err, &rl):
+		status = http.StatusTooManyRequests
 	case errors.Is(err, instances.ErrInvalid), errors.Is(err, auth.ErrInvalid):
 		status = http.StatusUnprocessableEntity
-	case errors.Is(err, instances.ErrNotFound):
+	case errors.Is(err, instances.ErrNotFound), errors.Is(err, auth.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, instances.ErrForbidden):
+	case errors.Is(err, instances.ErrForbidden), errors.Is(err, auth.ErrForbidden):
 		status = http.StatusForbidden
-	case errors.Is(err, instances.ErrConflict):
+	case errors.Is(err, instances.ErrConflict), errors.Is(err, auth.ErrLimit):
 		status = http.StatusConflict
+	case errors.Is(err, auth.ErrNoSession), errors.Is(err, auth.ErrBadToken), errors.Is(err, auth.ErrBadCredentials):
+		status = http.StatusUnauthorized
 	}
+	return status, body
+}
+
+// handleError maps errors to HTTP statuses in one place and logs server
+// errors once, here at the edge. The API answers JSON; pages answer a page
+// (or, to htmx, a message fragment).
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, body := statusOf(err)
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "instance", c.Param("id"), "err", err)
+		body.Error = "internal error: " + body.Error
 	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(status)
 		return
 	}
-	c.JSON(status, body)
+	path := c.Request().URL.Path
+	if s.accounts == nil || strings.HasPrefix(path, "/api/") || path == "/healthz" || path == "/ws" {
+		c.JSON(status, body)
+		return
+	}
+	s.renderError(c, status, body)
+}
+
+// Routes lists the registered routes, for the OpenAPI check.
+func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
+
+// WatchRevocations closes the live sockets of every user whose sessions
+// ended (password or role changed, disabled, signed out), whoever ended
+// them, until ctx ends.
+func (s *Server) WatchRevocations(ctx context.Context) error {
+	if s.accounts == nil || s.live == nil {
+		return nil
+	}
+	for ctx.Err() == nil {
+		ch, err := s.accounts.SubscribeRevocations(ctx)
+		if err != nil {
+			return err
+		}
+		for uid := range ch {
+			s.live.CloseUser(uid)
+		}
+		// Closed: ctx ended, or this subscriber fell behind and lost some;
+		// the sockets of those users end at their next session check
+		// (every ping period).
+		if ctx.Err() == nil {
+			s.log.Warn("revocation feed overflowed; live sockets of changed users end at their next session check")
+		}
+	}
+	return nil
 }
