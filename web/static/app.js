@@ -185,9 +185,16 @@
     return this.epoch ? "&epoch=" + encodeURIComponent(this.epoch) + "&after=" + this.last : "";
   };
   LogPanel.prototype.mark = function (text) { this.queue.push({ mark: text }); this.schedule(); };
+  // restart begins a new numbering of the log (the panel restarted, or its follow of the log was reopened): the
+  // lines that follow repeat some already shown, so the view starts over, with the marker saying why.
+  LogPanel.prototype.restart = function (why) {
+    this.view.textContent = ""; this.queue = []; this.held = []; this.heldDropped = 0;
+    this.epoch = ""; this.last = 0;
+    this.mark(why);
+  };
   LogPanel.prototype.onMessage = function (m) {
     if (m.type === "logs") {
-      if (this.epoch && m.epoch !== this.epoch) { this.mark("log restarted; earlier lines may be missing"); this.last = 0; }
+      if (this.epoch && m.epoch !== this.epoch) this.restart("log restarted; earlier lines may be missing");
       this.epoch = m.epoch;
       var fresh = [], self = this;
       m.lines.forEach(function (l) { if (l.seq > self.last) { fresh.push(l); self.last = l.seq; } });
@@ -197,7 +204,8 @@
         this.say();
       } else this.add(fresh);
     } else if (m.type === "skipped") {
-      this.mark(m.count ? m.count + " lines skipped (" + m.reason + ")" : m.reason);
+      if (m.reason === "log restarted") this.restart(m.reason);
+      else this.mark(m.count ? m.count + " lines skipped (" + m.reason + ")" : m.reason);
     }
   };
   LogPanel.prototype.add = function (lines) {
@@ -272,8 +280,10 @@
   Charts.prototype.onMessage = function (m) { if (m.type === "usage") { this.push(m.samples); this.draw(); } };
 
   // ---- the socket -----------------------------------------------------------------------------------------------
-  function Live(path, handlers, logs) {
-    this.path = path; this.handlers = handlers; this.logs = logs; this.delay = RECONNECT_MIN;
+  // instance is the id of the page's instance ("" on the dashboard): once it is gone the socket is not reopened.
+  function Live(path, instance, handlers, logs) {
+    this.path = path; this.instance = instance; this.gone = false; this.handlers = handlers; this.logs = logs;
+    this.delay = RECONNECT_MIN;
     this.statusEl = $("#live-status");
     this.connect();
   }
@@ -291,11 +301,17 @@
     ws.onopen = function () { self.delay = RECONNECT_MIN; self.state("open", "Live"); if (self.logs) self.logs.say(); };
     ws.onmessage = function (ev) {
       var m; try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type === "gone" && self.instance && m.id === self.instance) self.gone = true;
       self.handlers.forEach(function (h) { h.onMessage(m); });
     };
     ws.onclose = function (ev) {
       if (ev.code === 4401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-      if (ev.code === 4404) { self.state("closed", "This instance is gone."); return; }
+      // After a gone for this page's instance the server closes the socket; reconnecting would only be refused.
+      if (ev.code === 4404 || self.gone) {
+        self.state("closed", "This instance is gone.");
+        if (self.logs) self.logs.say("This instance is gone.");
+        return;
+      }
       self.retry();
     };
   };
@@ -322,12 +338,12 @@
     refreshTimes(document);
     setInterval(function () { refreshTimes(document); }, 15000);
     var dash = $('[data-live="dashboard"]'), inst = $('[data-live="instance"]');
-    if (dash) new Live("/ws", [new Dashboard(dash)], null);
+    if (dash) new Live("/ws", "", [new Dashboard(dash)], null);
     if (inst) {
       var id = inst.getAttribute("data-instance"), view = $("[data-log-view]", inst);
       var logs = view ? new LogPanel(view) : null, handlers = [new InstanceView(inst), new Charts(inst)];
       if (logs) handlers.push(logs);
-      new Live("/ws?instance=" + encodeURIComponent(id), handlers, logs);
+      new Live("/ws?instance=" + encodeURIComponent(id), id, handlers, logs);
     }
   });
 })();
