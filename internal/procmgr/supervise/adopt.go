@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -170,4 +172,31 @@ func (b *Backend) clearLeftovers(inst *instance, pgid int) {
 		}
 	}
 	b.waitGone(inst.id, 0, false)
+}
+
+// bootTime is when the machine booted, from /proc/stat; zero if unknown.
+func bootTime() time.Time {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return time.Unix(n, 0)
+		}
+	}
+	return time.Time{}
+}
+
+// userHZ is the unit of /proc/<pid>/stat times: 100 on every Linux ABI.
+const userHZ = 100
+
+// startTime is when a process with these start ticks started.
+func startTime(ticks uint64) time.Time {
+	bt := bootTime()
+	if bt.IsZero() {
+		return time.Now()
+	}
+	return bt.Add(time.Duration(ticks) * time.Second / userHZ)
 }

@@ -446,3 +446,27 @@ func parseRecord(rec string) procmgr.LogLine {
 	}
 	return procmgr.LogLine{Text: rec}
 }
+
+// Logs implements procmgr.Backend.
+func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error) {
+	if err := b.checkProvisioned(id); err != nil {
+		return nil, err
+	}
+	return b.instance(id).sink.last(clampLines(n)), nil
+}
+
+// FollowLogs implements procmgr.Backend. The channel holds the backlog and
+// followBuffer more lines; a reader that falls behind loses the oldest.
+func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error) {
+	if err := b.checkProvisioned(id); err != nil {
+		return nil, err
+	}
+	return b.instance(id).sink.follow(ctx, clampLines(n))
+}
+
+func clampLines(n int) int {
+	if n <= 0 {
+		return defaultLogLines
+	}
+	return min(n, maxLogLines)
+}
