@@ -343,7 +343,7 @@ func Instance(m viewmodel.InstancePage) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "\"></div></figure><figure><figcaption>CPU (% of one core)</figcaption><div class=\"chart\" data-chart=\"cpu\"></div></figure></div></section><section class=\"logs\" aria-label=\"Log\"><div class=\"log-head\"><h2>Log</h2><div class=\"log-tools\" role=\"group\"><button type=\"button\" class=\"outline small\" data-log=\"pause\" aria-pressed=\"false\">Pause</button> <button type=\"button\" class=\"outline small\" data-log=\"clear\">Clear</button> <label class=\"small\"><input type=\"checkbox\" data-log=\"follow\" checked> Follow</label></div></div><pre class=\"log\" data-log-view data-max-lines=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "\"></div></figure><figure><figcaption>CPU (% of one core)</figcaption><div class=\"chart\" data-chart=\"cpu\"></div></figure></div></section><section class=\"logs\" aria-label=\"Log\"><div class=\"log-head\"><h2>Log</h2><div class=\"log-tools\" role=\"toolbar\" aria-label=\"Log controls\"><button type=\"button\" class=\"outline small\" data-log=\"pause\" aria-pressed=\"false\">Pause</button> <button type=\"button\" class=\"outline small\" data-log=\"clear\">Clear</button> <label class=\"small\"><input type=\"checkbox\" data-log=\"follow\" checked> Follow</label></div></div><pre class=\"log\" data-log-view data-max-lines=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
