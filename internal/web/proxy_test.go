@@ -57,19 +57,24 @@ func nginxServerBlock(listen, serverName, cert, key, upstream string) string {
     client_max_body_size 64k;
 
     proxy_http_version 1.1;
-    proxy_set_header Host              $host;
-    proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
 
     location / {
         proxy_pass http://%[5]s;
+        proxy_set_header Host              $host;
+        proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
     }
 
-    # Live updates: a websocket that stays open as long as the page.
+    # Live updates: a websocket that stays open as long as the page. (A
+    # location that sets any proxy_set_header inherits none from above, so
+    # all are repeated here.)
     location = /ws {
         proxy_pass http://%[5]s;
-        proxy_set_header Upgrade    $http_upgrade;
-        proxy_set_header Connection "upgrade";
+        proxy_set_header Host              $host;
+        proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header Upgrade           $http_upgrade;
+        proxy_set_header Connection        "upgrade";
         proxy_read_timeout 120s;
         proxy_send_timeout 120s;
         proxy_buffering off;
