@@ -49,8 +49,13 @@ func main() {
 				continue
 			}
 			top := !strings.Contains(ev.Test, "/")
-			if ev.Action == "fail" && top {
+			switch {
+			case ev.Action == "fail" && top:
 				fmt.Print(strings.Join(held[key], ""))
+			case ev.Action == "fail":
+				// A failed subtest's output is shown with its parent's.
+				parent := ev.Package + "/" + ev.Test[:strings.Index(ev.Test, "/")]
+				held[parent] = append(held[parent], held[key]...)
 			}
 			delete(held, key)
 			if !top {

@@ -218,12 +218,14 @@ func testTour(t *testing.T, backend string) {
 		t.Fatalf("FastCGI ping: %v", err)
 	}
 
-	// kill -9: within a second, running with a new PID and one more restart.
+	// kill -9: running again with a new PID and one more restart. How fast
+	// is a figure of make bench (milliseconds); the bound here only keeps a
+	// loaded machine from failing the test.
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var st string
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		st = d.must("status", id)
 		if strings.Contains(st, "State: running") && field(t, pidRe, st) != pid && field(t, pidRe, st) != 0 {
@@ -232,7 +234,7 @@ func testTour(t *testing.T, backend string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !strings.Contains(st, "State: running") || field(t, pidRe, st) == pid || field(t, restartsRe, st) != 1 {
-		t.Fatalf("1s after kill -9 of %d, status:\n%s", pid, st)
+		t.Fatalf("15s after kill -9 of %d, status:\n%s", pid, st)
 	}
 	if !strings.Contains(st, "Last exit: killed by signal KILL") {
 		t.Errorf("status does not say how the master died:\n%s", st)

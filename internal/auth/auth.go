@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ikabud/panel/internal/store"
@@ -161,6 +162,9 @@ type Service struct {
 	now    func() time.Time
 	limits *loginLimiter
 	feed   *revocationFeed
+	// argon2Runs counts argon2id computations of password checks, so that
+	// tests can tell that every failure path costs one (export_test.go).
+	argon2Runs atomic.Uint64
 }
 
 // NewService returns a Service with production options.

@@ -149,6 +149,7 @@ func (s *Service) verifyPassword(stored, password string) (ok, stale bool, err e
 			return false, false, fmt.Errorf("%w: %w", errUnusableHash, err)
 		}
 		key := argon2.IDKey([]byte(password), h.salt, h.params.Time, h.params.MemoryKiB, h.params.Threads, uint32(len(h.key)))
+		s.argon2Runs.Add(1)
 		ok = subtle.ConstantTimeCompare(key, h.key) == 1
 		stale = h.params != s.argon2 || len(h.salt) != argon2SaltLen || len(h.key) != argon2KeyLen
 		return ok, stale, nil
@@ -187,6 +188,7 @@ func (s *Service) burnCompare(password string) {
 		password = password[:MaxPasswordLen]
 	}
 	key := argon2.IDKey([]byte(password), []byte(dummySalt), s.argon2.Time, s.argon2.MemoryKiB, s.argon2.Threads, argon2KeyLen)
+	s.argon2Runs.Add(1)
 	_ = subtle.ConstantTimeCompare(key, make([]byte, argon2KeyLen))
 }
 

@@ -49,5 +49,11 @@ func (s *Server) renderError(c echo.Context, status int, body ErrorBody) {
 		return
 	}
 	title := http.StatusText(status)
-	render(c, status, pages.Error(viewmodel.ErrorPage{Page: s.pageFor(c, title, ""), Status: status, Message: msg}))
+	m := viewmodel.ErrorPage{Page: s.pageFor(c, title, ""), Status: status, Message: msg}
+	if c.Get(sessionKey) == nil {
+		// No session (a refused sign-in, say): no navigation to offer.
+		render(c, status, pages.BareError(m))
+		return
+	}
+	render(c, status, pages.Error(m))
 }

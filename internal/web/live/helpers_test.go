@@ -62,6 +62,9 @@ type fakeSource struct {
 	// the result already taken.
 	listHook func(p auth.Principal)
 	health   func(id string) (procmgr.Health, error)
+	// followFails makes the next FollowLogs calls of an instance fail, as
+	// a backend does while the instance is still provisioning.
+	followFails map[string]int
 }
 
 type fakeFollow struct {
@@ -106,6 +109,10 @@ func (f *fakeSource) FollowLogs(ctx context.Context, p auth.Principal, id string
 		return nil, errors.New("follow not as the system principal")
 	}
 	f.calls[id]++
+	if f.followFails[id] > 0 {
+		f.followFails[id]--
+		return nil, fmt.Errorf("instance %s: %w", id, instances.ErrNotFound)
+	}
 	ff := &fakeFollow{ctx: ctx, ch: make(chan procmgr.LogLine, 1<<15)}
 	h := f.history[id]
 	for _, l := range h[max(0, len(h)-n):] {

@@ -653,7 +653,7 @@ const (
 	reasonRestarted   = "log restarted"
 	reasonMissed      = "missed while disconnected"
 	reasonTooMany     = "too many logs open; try again later"
-	reasonUnavailable = "logs unavailable; try again later"
+	reasonUnavailable = "log not available yet; retrying"
 )
 
 func skipped(id string, n int, reason string) []byte {

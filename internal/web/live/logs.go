@@ -244,13 +244,10 @@ func (l *logs) drop(id string) {
 	}
 }
 
-// fail ends a follow whose stream could not be opened and tells its sockets.
-func (l *logs) fail(f *follow) {
-	l.mu.Lock()
-	if l.follows[f.id] == f {
-		l.endLocked(f.id, f)
-	}
-	l.mu.Unlock()
+// unavailable tells a follow's sockets that its stream cannot be opened
+// now (an instance still provisioning, a journal reader cap reached); the
+// follow keeps trying while anyone reads it.
+func (f *follow) unavailable() {
 	msg := skipped(f.id, 0, reasonUnavailable)
 	f.mu.Lock()
 	for c := range f.clients {
@@ -260,18 +257,41 @@ func (l *logs) fail(f *follow) {
 }
 
 // run reads the follow's stream until ctx ends, reopening it (as a new
-// epoch) when it ends by itself.
+// epoch) when it ends by itself, and retrying with backoff while it cannot
+// be opened: a page opened during provisioning gets the log once the
+// instance runs. The follow (and so this loop) ends when its last socket
+// has lingered away or the instance is gone.
 func (l *logs) run(ctx context.Context, f *follow) {
 	backoff := reopenFirst
+	told := false
+	wait := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, reopenMax)
+		return true
+	}
 	for {
 		ch, err := l.src.FollowLogs(ctx, l.opt.System, f.id, l.opt.InitialLines)
 		if err != nil {
-			if ctx.Err() == nil {
-				l.opt.Log.Warn("live: follow logs", "instance", f.id, "err", err)
-				l.fail(f)
+			if ctx.Err() != nil {
+				return
 			}
-			return
+			l.opt.Log.Debug("live: follow logs; retrying", "instance", f.id, "err", err, "after", backoff)
+			if !told {
+				f.unavailable()
+				told = true
+			}
+			if !wait() {
+				return
+			}
+			continue
 		}
+		told = false
 		if f.pump(ctx, ch, l.opt.QueueLines) {
 			backoff = reopenFirst
 		}
@@ -279,14 +299,9 @@ func (l *logs) run(ctx context.Context, f *follow) {
 			return
 		}
 		l.opt.Log.Debug("live: log stream ended; reopening", "instance", f.id, "after", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait() {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, reopenMax)
 		f.restart(newEpoch())
 	}
 }

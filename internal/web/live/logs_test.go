@@ -343,3 +343,31 @@ func (l *logs) stalled(id string, last uint64) bool {
 	}
 	return false
 }
+
+// A page opened before its instance's log can be read (still provisioning)
+// is told so once, and gets the lines when a retry succeeds.
+func TestFollowRetriesUntilAvailable(t *testing.T) {
+	e, src := logEnv(t, Options{})
+	src.mu.Lock()
+	src.followFails = map[string]int{"a1": 1}
+	src.mu.Unlock()
+	c := openPage(t, e, "who=admin&instance=a1")
+	m := c.nextOf("skipped", wait)
+	if m.Reason != reasonUnavailable {
+		t.Fatalf("first marker %+v, want %q", m, reasonUnavailable)
+	}
+	// The retry comes after reopenFirst; lines emitted once it follows.
+	deadline := time.Now().Add(wait)
+	for src.followCalls("a1") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("FollowLogs was not retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	emitRange(src, "a1", 1, 3)
+	lines, marks := c.linesUntil(3, wait)
+	wantSeqs(t, lines, 1, 3)
+	if len(marks) != 0 {
+		t.Errorf("more markers after the retry: %+v", marks)
+	}
+}

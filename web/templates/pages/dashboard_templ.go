@@ -100,7 +100,7 @@ func Dashboard(m viewmodel.Dashboard) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "</span> in trouble</p></hgroup><form class=\"filters\" role=\"search\" method=\"get\" action=\"/\" data-filter><input type=\"search\" name=\"q\" value=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "</span> in trouble</p></hgroup><form class=\"filters\" method=\"get\" action=\"/\" data-filter aria-label=\"Filter instances\"><input type=\"search\" name=\"q\" value=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
