@@ -27,6 +27,7 @@ func TestBeginCreate(t *testing.T) {
 	waitView(t, views, "bg-1 running", func(v instances.View) bool {
 		return v.ID == "bg-1" && v.Phase == instances.PhaseReady && v.Status.State == procmgr.StateRunning && v.Status.MainPID > 1
 	})
+	e.idle() // the audit record is written as the background create ends
 	e.wantAudit("bg-1", "create", "ok", "ann")
 
 	// Refusals come back at once, with nothing recorded.
@@ -50,6 +51,7 @@ func TestBeginCreate(t *testing.T) {
 	if !strings.Contains(gone.LastError, "disk full") {
 		t.Errorf("removal view says %q, want the provision error", gone.LastError)
 	}
+	e.idle()
 	e.rowGone("bg-3")
 	e.wantAudit("bg-3", "create", "error", "ann")
 }
