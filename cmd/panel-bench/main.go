@@ -363,7 +363,10 @@ func (b *bench) killEvents(ids []string) error {
 		return err
 	}
 	defer sub.Close()
-	events := sub.Subscribe(ctx)
+	events, err := sub.Subscribe(ctx)
+	if err != nil {
+		return err
+	}
 	var ds []time.Duration
 	for _, id := range ids {
 		st, err := sub.Status(ctx, procmgr.InstanceID(id))

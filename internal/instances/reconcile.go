@@ -20,7 +20,10 @@ var reconcilerActor = auth.Principal{Name: "reconciler", Role: auth.RoleAdmin}
 // toward its desired state, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	// Subscribe first, so no event between the load and the loop is lost.
-	events := s.backend.Subscribe(ctx)
+	events, err := s.backend.Subscribe(ctx)
+	if err != nil {
+		return fmt.Errorf("instances: subscribe to the backend: %w", err)
+	}
 	if err := s.load(ctx); err != nil {
 		return err
 	}
@@ -39,6 +42,8 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
 	// Creates still provisioning in the background are waited for too.
 	defer func() { cancel(); wg.Wait(); s.background.Wait() }()
+	// retry is set while a re-read after lost events has yet to succeed.
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -52,8 +57,59 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			s.setStatus(ev.Status)
 			s.enqueue(ev.Status.ID)
+			if ev.Lost {
+				retry = s.resync(ctx)
+			}
+		case <-retry:
+			retry = s.resync(ctx)
 		}
 	}
+}
+
+// resyncRetry is how long a failed re-read after lost events waits before
+// the next attempt.
+const resyncRetry = time.Second
+
+// resync re-reads every instance from the backend after this service's
+// subscription lost events (it fell more than procmgr.SubscriberBuffer
+// behind): any of them may have been a "stopped" that the reconciler must
+// act on. Every instance is queued for the reconciler. It returns nil, or a
+// timer for the next attempt when List failed.
+func (s *Service) resync(ctx context.Context) <-chan time.Time {
+	s.log.Warn("backend events were lost; reading every instance again", "action", "resync")
+	lctx, cancel := context.WithTimeout(ctx, actionTimeout)
+	observed, err := s.backend.List(lctx)
+	cancel()
+	if err != nil {
+		s.log.Error("re-read after lost events failed; retrying", "action", "resync", "err", err)
+		return time.After(resyncRetry)
+	}
+	listed := map[procmgr.InstanceID]bool{}
+	var newest uint64
+	for _, st := range observed {
+		s.setStatus(st)
+		listed[st.ID] = true
+		newest = max(newest, st.Seq)
+	}
+	var ids, gone []procmgr.InstanceID
+	s.mu.Lock()
+	for id, e := range s.entries {
+		ids = append(ids, id)
+		// Not on the host any more, and nothing newer than the list was
+		// heard of it: absent, as load would say.
+		if !listed[id] && e.row.Phase == PhaseReady && e.status.State != procmgr.StateAbsent && e.status.Seq <= newest {
+			e.status = procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: s.backend.Name()}
+			gone = append(gone, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range gone {
+		s.publish(id)
+	}
+	for _, id := range ids {
+		s.enqueue(id)
+	}
+	return nil
 }
 
 func (s *Service) load(ctx context.Context) error {

@@ -492,3 +492,83 @@ func TestRunEndsWhenBackendCloses(t *testing.T) {
 		t.Fatal("Run did not end when the backend's event stream closed")
 	}
 }
+
+// A "stopped" that the service's subscription lost (it fell behind) is not
+// lost for good: the first event after the gap is marked Lost, the service
+// reads every instance again with List, and the reconciler starts the
+// stopped one again.
+func TestReconcileRereadsAfterLostEvents(t *testing.T) {
+	e := newEnv(t, store.DialectSQLite)
+	e.addBarrier()
+	e.run()
+	e.create("wp-a", nil, procmgr.SpecInput{})
+	e.create("wp-b", nil, procmgr.SpecInput{})
+	e.create("wp-c", nil, procmgr.SpecInput{})
+	e.settle()
+	lists := e.fb.Calls(fakebackend.OpList)
+	views := subscribe(t, e.svc)
+
+	// Two events are lost (wp-a stopped, wp-c gone); the first of wp-b's
+	// crash is marked Lost.
+	e.fb.DropEvents(2)
+	if _, err := e.fb.StopExternally("wp-a"); err != nil {
+		t.Fatal(err)
+	}
+	e.fb.Lose("wp-c")
+	if _, err := e.fb.Crash("wp-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fb.WaitCalls(tctx(t), fakebackend.OpProvision, "wp-a", 2); err != nil {
+		t.Fatalf("the stopped instance whose event was lost was not started again: %v", err)
+	}
+	if err := e.fb.WaitCalls(tctx(t), fakebackend.OpProvision, "wp-c", 2); err != nil {
+		t.Fatalf("the lost instance whose event was lost was not provisioned again: %v", err)
+	}
+	waitView(t, views, "wp-a running again", func(v instances.View) bool {
+		return v.ID == "wp-a" && v.Status.State == procmgr.StateRunning
+	})
+	e.settle()
+	if n := e.fb.Calls(fakebackend.OpList); n != lists+1 {
+		t.Errorf("List called %d times after the gap, want once", n-lists)
+	}
+	for _, id := range []procmgr.InstanceID{"wp-a", "wp-b", "wp-c"} {
+		if st := e.fb.State(id); st != procmgr.StateRunning {
+			t.Errorf("%s: %s, want running", id, st)
+		}
+	}
+}
+
+// A failed re-read is tried again until it succeeds.
+func TestReconcileRetriesAFailedReread(t *testing.T) {
+	e := newEnv(t, store.DialectSQLite)
+	e.addBarrier()
+	e.run()
+	e.create("wp-a", nil, procmgr.SpecInput{})
+	e.settle()
+	e.fb.FailNext(fakebackend.OpList, errors.New("dbus: connection reset"))
+	e.fb.DropEvents(1)
+	// wp-a's stop is lost; the next event is marked Lost.
+	if _, err := e.fb.StopExternally("wp-a"); err != nil {
+		t.Fatal(err)
+	}
+	e.fb.Publish(procmgr.Status{ID: barrierID, State: procmgr.StateRunning, Backend: fakebackend.Name})
+	if err := e.fb.WaitCalls(tctx(t), fakebackend.OpProvision, "wp-a", 2); err != nil {
+		t.Fatalf("after a failed re-read the stopped instance was not started again: %v", err)
+	}
+}
+
+// Run fails, saying why, when the backend refuses its subscription.
+func TestRunFailsWhenSubscriptionRefused(t *testing.T) {
+	e := newEnv(t, store.DialectSQLite)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range procmgr.MaxSubscribers {
+		if _, err := e.fb.Subscribe(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := e.svc.Run(tctx(t))
+	if !errors.Is(err, procmgr.ErrTooManySubscribers) || !strings.Contains(err.Error(), "subscribe") {
+		t.Errorf("Run with every subscriber place taken: %v, want an error wrapping ErrTooManySubscribers", err)
+	}
+}

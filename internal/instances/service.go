@@ -45,7 +45,7 @@ type Backend interface {
 	Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error)
 	Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error)
 	FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error)
-	Subscribe(ctx context.Context) <-chan procmgr.Event
+	Subscribe(ctx context.Context) (<-chan procmgr.Event, error)
 	InstalledPHP() []procmgr.PHPVersion
 }
 

@@ -62,6 +62,10 @@ type ExitInfo struct {
 type Event struct {
 	Status Status    `json:"status"`
 	At     time.Time `json:"at"`
+	// Lost says this subscriber fell behind and lost events before this
+	// one: what it holds of any instance may be stale, so it reads them
+	// all again (List).
+	Lost bool `json:"lost,omitempty"`
 }
 
 // LogLine is one line of an instance's FPM and PHP error output.
@@ -138,9 +142,11 @@ type Backend interface {
 	FollowLogs(ctx context.Context, id InstanceID, n int) (<-chan LogLine, error)
 
 	// Subscribe returns a channel of events for every instance, buffered; a
-	// subscriber that falls behind loses the oldest events. The channel is
-	// closed when ctx ends or the backend is closed.
-	Subscribe(ctx context.Context) <-chan Event
+	// subscriber that falls behind loses the oldest events, and the first
+	// event after the gap is marked Lost. The channel is closed when ctx
+	// ends or the backend is closed. Past MaxSubscribers it fails with
+	// ErrTooManySubscribers, after Close with ErrClosed.
+	Subscribe(ctx context.Context) (<-chan Event, error)
 
 	// InstalledPHP lists the PHP versions whose php-fpm is installed.
 	InstalledPHP() []PHPVersion

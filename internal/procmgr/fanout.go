@@ -2,6 +2,8 @@ package procmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -12,27 +14,55 @@ const SubscriberBuffer = 1024
 // MaxSubscribers bounds the number of concurrent subscribers of a backend.
 const MaxSubscribers = 256
 
+// Errors of Join and of every Subscribe built on it.
+var (
+	// ErrTooManySubscribers: MaxSubscribers subscriptions are open.
+	ErrTooManySubscribers = fmt.Errorf("procmgr: %d subscribers already: %w", MaxSubscribers, ErrConflict)
+	// ErrClosed: the fan-out (the backend, the service) was closed.
+	ErrClosed = errors.New("procmgr: closed")
+)
+
 // Fanout delivers values to every subscriber without ever blocking the
-// producer: a subscriber whose buffer is full loses its oldest event.
+// producer: a subscriber whose buffer is full loses its oldest value. The
+// zero value is ready to use.
 type Fanout[T any] struct {
 	mu     sync.Mutex
 	subs   map[chan T]struct{}
 	closed bool
 }
 
-// Subscribe adds a subscriber until ctx ends. Past MaxSubscribers, or after
-// Close, the returned channel is already closed.
+// Subscribe is Join for callers that cannot report an error: a refused
+// subscriber gets a channel that is already closed, which it cannot tell
+// from the end of the stream. Use Join. It stays until its last callers
+// (the instances service's view feed and a test source in internal/web/live)
+// have moved to Join.
 func (f *Fanout[T]) Subscribe(ctx context.Context) <-chan T {
-	ch := make(chan T, SubscriberBuffer)
+	ch, err := f.Join(ctx)
+	if err != nil {
+		closed := make(chan T)
+		close(closed)
+		return closed
+	}
+	return ch
+}
+
+// Join adds a subscriber until ctx ends; its channel is closed then, or at
+// Close. Past MaxSubscribers it fails with ErrTooManySubscribers, and after
+// Close with ErrClosed.
+func (f *Fanout[T]) Join(ctx context.Context) (<-chan T, error) {
 	f.mu.Lock()
 	if f.subs == nil {
 		f.subs = map[chan T]struct{}{}
 	}
-	if f.closed || len(f.subs) >= MaxSubscribers {
+	switch {
+	case f.closed:
 		f.mu.Unlock()
-		close(ch)
-		return ch
+		return nil, ErrClosed
+	case len(f.subs) >= MaxSubscribers:
+		f.mu.Unlock()
+		return nil, ErrTooManySubscribers
 	}
+	ch := make(chan T, SubscriberBuffer)
 	f.subs[ch] = struct{}{}
 	f.mu.Unlock()
 	go func() {
@@ -44,23 +74,32 @@ func (f *Fanout[T]) Subscribe(ctx context.Context) <-chan T {
 			close(ch)
 		}
 	}()
-	return ch
+	return ch, nil
 }
 
-// Publish hands ev to every subscriber.
-func (f *Fanout[T]) Publish(ev T) {
+// Publish hands v to every subscriber.
+func (f *Fanout[T]) Publish(v T) { f.publish(v, nil) }
+
+// publish hands v to every subscriber. A subscriber that had to lose its
+// oldest value to make room gets lost(v) instead of v, when lost is set: a
+// mark that something before it is missing, delivered after the gap.
+func (f *Fanout[T]) publish(v T, lost func(T) T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for ch := range f.subs {
+		w := v
 		for {
 			select {
-			case ch <- ev:
+			case ch <- w:
 			default:
-				// Full: drop the oldest and try again. Only Publish sends,
+				// Full: drop the oldest and try again. Only publish sends,
 				// under f.mu, so the retry terminates.
 				select {
 				case <-ch:
 				default:
+				}
+				if lost != nil {
+					w = lost(v)
 				}
 				continue
 			}
@@ -69,7 +108,7 @@ func (f *Fanout[T]) Publish(ev T) {
 	}
 }
 
-// Close closes every subscriber's channel.
+// Close closes every subscriber's channel; later subscriptions fail.
 func (f *Fanout[T]) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

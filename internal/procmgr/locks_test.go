@@ -61,7 +61,10 @@ func TestLocksSerialisePerInstance(t *testing.T) {
 func TestFanoutDropsOldestForSlowReader(t *testing.T) {
 	var f procmgr.Fanout[int]
 	ctx, cancel := context.WithCancel(context.Background())
-	slow := f.Subscribe(ctx)
+	slow, err := f.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < procmgr.SubscriberBuffer+10; i++ {
 		f.Publish(i) // never blocks, though nobody reads
 	}
@@ -75,13 +78,8 @@ func TestFanoutDropsOldestForSlowReader(t *testing.T) {
 		case _, ok := <-slow:
 			if !ok {
 				f.Close()
-				select {
-				case _, ok := <-f.Subscribe(context.Background()):
-					if ok {
-						t.Error("subscribe after Close gave a value")
-					}
-				default:
-					t.Error("subscribe after Close gave an open channel")
+				if ch, err := f.Join(context.Background()); !errors.Is(err, procmgr.ErrClosed) || ch != nil {
+					t.Errorf("subscribe after Close: %v, %v; want ErrClosed and no channel", ch, err)
 				}
 				return
 			}
@@ -91,21 +89,32 @@ func TestFanoutDropsOldestForSlowReader(t *testing.T) {
 	}
 }
 
-func TestFanoutBoundsSubscribers(t *testing.T) {
+func TestFanoutSubscribePastTheCapFails(t *testing.T) {
 	var f procmgr.Fanout[int]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := 0; i < procmgr.MaxSubscribers; i++ {
-		f.Subscribe(ctx)
-	}
-	select {
-	case _, ok := <-f.Subscribe(ctx):
-		if ok {
-			t.Error("subscriber past the limit got a value")
+		if _, err := f.Join(ctx); err != nil {
+			t.Fatalf("subscriber %d of %d: %v", i+1, procmgr.MaxSubscribers, err)
 		}
-	default:
-		t.Error("subscriber past the limit got an open channel")
 	}
+	ch, err := f.Join(ctx)
+	if !errors.Is(err, procmgr.ErrTooManySubscribers) || !errors.Is(err, procmgr.ErrConflict) || ch != nil {
+		t.Fatalf("subscriber past the cap: %v, %v; want ErrTooManySubscribers (a conflict) and no channel", ch, err)
+	}
+	// A place freed by a subscriber that left is free again.
+	one, cancelOne := context.WithCancel(context.Background())
+	cancel()
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, err := f.Join(one); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no place after every subscriber left: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancelOne()
 }
 
 func TestReadLinesSkipsOverlongLines(t *testing.T) {

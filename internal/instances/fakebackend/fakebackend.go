@@ -114,6 +114,10 @@ type Backend struct {
 	gates    map[string]*gate
 	history  []Call
 	closed   bool
+	// dropping counts the events DropEvents still keeps from subscribers;
+	// lostPending marks the first one after them Lost.
+	dropping    int
+	lostPending bool
 	// changed is closed and replaced on every call and state change, so
 	// that waiters wake without polling.
 	changed chan struct{}
@@ -546,7 +550,20 @@ func activeState(st procmgr.State) (string, string) {
 func (b *Backend) publishLocked(in *instance) {
 	st := in.status
 	st.Notes = append([]string(nil), st.Notes...)
-	b.events.Publish(procmgr.Event{Status: st, At: b.now()})
+	b.emitLocked(procmgr.Event{Status: st, At: b.now()})
+}
+
+// emitLocked publishes ev, unless DropEvents keeps it from subscribers.
+func (b *Backend) emitLocked(ev procmgr.Event) {
+	if b.dropping > 0 {
+		b.dropping--
+		b.lostPending = true
+		return
+	}
+	if b.lostPending {
+		ev.Lost, b.lostPending = true, false
+	}
+	b.events.Publish(ev)
 }
 
 func (b *Backend) removeLocked(id procmgr.InstanceID, in *instance) {
@@ -555,7 +572,7 @@ func (b *Backend) removeLocked(id procmgr.InstanceID, in *instance) {
 		delete(in.followers, ch)
 		close(ch)
 	}
-	b.events.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.name}, At: b.now()})
+	b.emitLocked(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.name}, At: b.now()})
 }
 
 func notFound(op string, id procmgr.InstanceID) error {
@@ -865,8 +882,10 @@ func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) 
 }
 
 // Subscribe returns the events of every instance until ctx ends or Close.
-func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
-	return b.events.Subscribe(ctx)
+// It fails as procmgr.Fanout does: past procmgr.MaxSubscribers, and after
+// Close.
+func (b *Backend) Subscribe(ctx context.Context) (<-chan procmgr.Event, error) {
+	return b.events.Join(ctx)
 }
 
 // Publish sends an arbitrary event, for tests that need a status the hooks
@@ -874,7 +893,16 @@ func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
 func (b *Backend) Publish(st procmgr.Status) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.events.Publish(procmgr.Event{Status: st, At: b.now()})
+	b.emitLocked(procmgr.Event{Status: st, At: b.now()})
+}
+
+// DropEvents simulates subscribers that fell behind: the next n events
+// reach no subscriber, and the first one after them is marked Lost, as a
+// real backend's subscriber receives after a gap.
+func (b *Backend) DropEvents(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropping += n
 }
 
 // InstalledPHP returns Options.PHP, 8.2 by default.

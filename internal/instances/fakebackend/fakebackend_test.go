@@ -44,7 +44,7 @@ func next(t *testing.T, ch <-chan procmgr.Event) procmgr.Event {
 func TestLifecycle(t *testing.T) {
 	b := fakebackend.New(fakebackend.Options{})
 	defer b.Close()
-	events := b.Subscribe(ctx(t))
+	events := subscribe(t, b)
 	s := spec(t, "wp-a", procmgr.SpecInput{})
 
 	st, err := b.Provision(ctx(t), s)
@@ -156,7 +156,7 @@ func TestHooks(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 
-	events := b.Subscribe(ctx(t))
+	events := subscribe(t, b)
 	after, err := b.Crash("wp-a")
 	if err != nil || after.MainPID == st.MainPID || after.Restarts != 1 || after.State != procmgr.StateRunning {
 		t.Fatalf("crash: %+v, %v", after, err)
@@ -285,7 +285,7 @@ func TestLogs(t *testing.T) {
 	// Close ends everything.
 	b.Seed(s, procmgr.StateRunning)
 	ch3, _ := b.FollowLogs(context.Background(), "wp-a", 0)
-	ev := b.Subscribe(context.Background())
+	ev, _ := b.Subscribe(context.Background())
 	b.Close()
 	for range ch3 {
 	}
@@ -298,7 +298,7 @@ func TestLogs(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	b := fakebackend.New(fakebackend.Options{})
 	defer b.Close()
-	events := b.Subscribe(ctx(t))
+	events := subscribe(t, b)
 	go func() {
 		for range events {
 		}
@@ -330,5 +330,38 @@ func TestConcurrentUse(t *testing.T) {
 			t.Errorf("status %+v (pids must be unique)", st)
 		}
 		seen[st.MainPID] = true
+	}
+}
+
+func subscribe(t *testing.T, b *fakebackend.Backend) <-chan procmgr.Event {
+	t.Helper()
+	ch, err := b.Subscribe(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestDropEventsMarksTheNextLost(t *testing.T) {
+	b := fakebackend.New(fakebackend.Options{})
+	defer b.Close()
+	b.Seed(spec(t, "wp-a", procmgr.SpecInput{}), procmgr.StateRunning)
+	events := subscribe(t, b)
+	b.DropEvents(1)
+	if _, err := b.StopExternally("wp-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Start(ctx(t), "wp-a"); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-events
+	if !ev.Lost || ev.Status.State != procmgr.StateRunning {
+		t.Errorf("first event after a dropped one: %+v lost=%v, want the start marked Lost", ev.Status.State, ev.Lost)
+	}
+	if _, err := b.Stop(ctx(t), "wp-a"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Lost {
+		t.Errorf("the mark outlived the gap: %+v", ev)
 	}
 }

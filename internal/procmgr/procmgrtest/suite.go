@@ -146,6 +146,7 @@ func Run(t *testing.T, f Factory) {
 		{"ProvisionFailureRollsBack", testRollback},
 		{"KillRestartsWithNewPID", testKillRestarts},
 		{"KillEventReachesSubscriber", testKillEvent},
+		{"SubscribePastTheCapFails", testSubscribeCap},
 		{"KillRefusesSignalWhenStopped", testKillStopped},
 		{"StopRemovesSocketStartGivesNewPID", testStopStart},
 		{"RestartAndReload", testRestartReload},
@@ -369,7 +370,10 @@ func testKillEvent(e *env) {
 	spec, st := e.provision("kev", procmgr.SpecInput{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	events := e.b.Subscribe(ctx)
+	events, err := e.b.Subscribe(ctx)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
 	if err := syscall.Kill(st.MainPID, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 %d: %v", st.MainPID, err)
 	}
@@ -392,6 +396,25 @@ func testKillEvent(e *env) {
 		case <-ctx.Done():
 			t.Fatalf("no events for the kill (down seen: %v, new pid seen: %v)", sawDown, sawNew)
 		}
+	}
+}
+
+func testSubscribeCap(e *env) {
+	t := e.t
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range procmgr.MaxSubscribers {
+		if _, err := e.b.Subscribe(ctx); err != nil {
+			t.Fatalf("subscriber %d of %d: %v", i+1, procmgr.MaxSubscribers, err)
+		}
+	}
+	if ch, err := e.b.Subscribe(ctx); !errors.Is(err, procmgr.ErrTooManySubscribers) || ch != nil {
+		t.Fatalf("subscriber past the cap: %v, %v; want ErrTooManySubscribers and no channel", ch, err)
+	}
+	cancel()
+	e.b.Close()
+	if _, err := e.b.Subscribe(context.Background()); !errors.Is(err, procmgr.ErrClosed) {
+		t.Errorf("subscribe after Close: %v, want ErrClosed", err)
 	}
 }
 

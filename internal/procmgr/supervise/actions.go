@@ -85,7 +85,7 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 	if err := b.host.Retire(ctx, id, purge); err != nil {
 		return fmt.Errorf("supervise: deprovision %s: %w", id, err)
 	}
-	b.fan.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.Name()}, At: time.Now()})
+	b.feed.Gone(id, b.Name())
 	return nil
 }
 
@@ -104,6 +104,8 @@ func (b *Backend) teardown(ctx context.Context, inst *instance) error {
 	b.mu.Lock()
 	inst.removed = true
 	inst.tok++
+	// A later instance of this id starts a fresh feed of statuses.
+	b.feed.Forget(inst.id)
 	if b.inst[inst.id] == inst {
 		delete(b.inst, inst.id)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,14 +79,13 @@ var cgroupParentRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-
 
 // Backend runs instances' php-fpm masters as children of the panel.
 type Backend struct {
-	// seq numbers the statuses this backend makes (procmgr.Status.Seq).
-	seq   atomic.Uint64
 	host  *procmgr.Host
 	log   *slog.Logger
 	opt   Options
 	cg    *cgroups
 	locks procmgr.Locks
-	fan   procmgr.Fanout[procmgr.Event]
+	// feed numbers, dedupes and publishes the statuses.
+	feed procmgr.Feed
 
 	// life ends with Close: automatic restarts and readiness waits stop.
 	life   context.Context
@@ -124,7 +122,6 @@ type instance struct {
 	// scheduled under an older token is dropped.
 	tok     uint64
 	removed bool
-	lastPub *procmgr.Status
 }
 
 // New prepares the state and log directories and the cgroups, then adopts
@@ -256,7 +253,7 @@ func (b *Backend) Close() error {
 		in.sink.close()
 	}
 	b.wg.Wait()
-	b.fan.Close()
+	b.feed.Close()
 	return nil
 }
 

@@ -47,7 +47,10 @@ func crashBench(b *testing.B, done func(ctx context.Context, ev procmgr.Event, o
 	s := newSession(b, opt)
 	spec, st := provision(b, s, "bk", procmgr.SpecInput{})
 	ctx := ctxFor(b)
-	events := s.b.Subscribe(ctx)
+	events, err := s.b.Subscribe(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
 	pid := st.MainPID
 	var ds []time.Duration
 	for b.Loop() {

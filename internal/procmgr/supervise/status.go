@@ -67,8 +67,8 @@ func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.He
 }
 
 // Subscribe implements procmgr.Backend.
-func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
-	return b.fan.Subscribe(ctx)
+func (b *Backend) Subscribe(ctx context.Context) (<-chan procmgr.Event, error) {
+	return b.feed.Subscribe(ctx)
 }
 
 // snapshot is the instance's status from memory.
@@ -110,8 +110,7 @@ func (b *Backend) statusLocked(inst *instance) procmgr.Status {
 		ex := *inst.lastExit
 		st.LastExit = &ex
 	}
-	st.Seq = b.seq.Add(1)
-	return st
+	return b.feed.Stamp(st)
 }
 
 // setStateLocked enters state s.
@@ -122,29 +121,14 @@ func (b *Backend) setStateLocked(inst *instance, s procmgr.State) {
 	}
 }
 
-// publishLocked publishes the instance's status unless it equals the last
-// one published (timestamps aside). Publishing under b.mu keeps events in
-// the order of the changes; Fanout.Publish never blocks.
+// publishLocked publishes the instance's status unless the feed says it
+// did not change. Publishing under b.mu keeps events in the order of the
+// changes; the feed never blocks.
 func (b *Backend) publishLocked(inst *instance) {
 	if inst.removed {
 		return
 	}
-	st := b.statusLocked(inst)
-	if p := inst.lastPub; p != nil && p.State == st.State && p.MainPID == st.MainPID &&
-		p.Restarts == st.Restarts && p.Limits == st.Limits && p.MemoryBytes == st.MemoryBytes &&
-		p.CPUUsage == st.CPUUsage && p.Tasks == st.Tasks && exitEqual(p.LastExit, st.LastExit) &&
-		slices.Equal(p.Notes, st.Notes) {
-		return
-	}
-	inst.lastPub = &st
-	b.fan.Publish(procmgr.Event{Status: st, At: time.Now()})
-}
-
-func exitEqual(a, b *procmgr.ExitInfo) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
+	b.feed.Publish(b.statusLocked(inst))
 }
 
 // usageLoop reads memory, CPU and tasks of running instances from their

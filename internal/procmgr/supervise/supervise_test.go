@@ -342,7 +342,10 @@ func TestCrashLoopStatus(t *testing.T) {
 	}
 	before := started()
 	evctx, evcancel := context.WithCancel(ctx)
-	events := b.Subscribe(evctx)
+	events, err := b.Subscribe(evctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	if _, err := b.Start(ctx, spec.ID); err == nil {
 		t.Fatal("start with a broken config succeeded")

@@ -24,10 +24,10 @@ type Backend struct {
 	log   *slog.Logger
 	conn  conn
 	locks procmgr.Locks
-	fan   procmgr.Fanout[procmgr.Event]
+	// feed numbers, dedupes and publishes the statuses.
+	feed procmgr.Feed
 
 	mu    sync.Mutex
-	last  map[procmgr.InstanceID]procmgr.Status   // last status published per instance
 	exits map[procmgr.InstanceID]procmgr.ExitInfo // last exit seen per instance
 	props map[procmgr.InstanceID]map[string]any   // cached unit properties, kept current by signals
 
@@ -38,8 +38,6 @@ type Backend struct {
 	// re-reads wait: each is a GetAll that costs systemd CPU it needs for
 	// the starts. Events from the signals themselves still go out at once.
 	batches atomic.Int32
-	// seq numbers the statuses this backend makes (procmgr.Status.Seq).
-	seq atomic.Uint64
 	// readers holds a slot per running journalctl (maxJournalReaders).
 	readers chan struct{}
 
@@ -67,7 +65,6 @@ func New(ctx context.Context, opt Options) (*Backend, error) {
 	b := &Backend{
 		host:    host,
 		log:     log.With("backend", "systemd"),
-		last:    map[procmgr.InstanceID]procmgr.Status{},
 		exits:   map[procmgr.InstanceID]procmgr.ExitInfo{},
 		props:   map[procmgr.InstanceID]map[string]any{},
 		readers: make(chan struct{}, maxJournalReaders),
@@ -105,7 +102,7 @@ func (b *Backend) Close() error {
 	close(b.stop)
 	b.conn.close()
 	b.done.Wait()
-	b.fan.Close()
+	b.feed.Close()
 	return nil
 }
 
@@ -353,11 +350,10 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 		return err
 	}
 	b.mu.Lock()
-	delete(b.last, id)
 	delete(b.exits, id)
 	delete(b.props, id)
 	b.mu.Unlock()
-	b.fan.Publish(procmgr.Event{Status: procmgr.Status{ID: id, State: procmgr.StateAbsent, Backend: b.Name()}, At: time.Now()})
+	b.feed.Gone(id, b.Name())
 	return nil
 }
 
@@ -598,8 +594,8 @@ func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.He
 }
 
 // Subscribe implements procmgr.Backend.
-func (b *Backend) Subscribe(ctx context.Context) <-chan procmgr.Event {
-	return b.fan.Subscribe(ctx)
+func (b *Backend) Subscribe(ctx context.Context) (<-chan procmgr.Event, error) {
+	return b.feed.Subscribe(ctx)
 }
 
 // statusProps are the unit properties a Status is made of; the cache keeps
@@ -636,8 +632,7 @@ func (b *Backend) readStatus(ctx context.Context, c *sd.Conn, id procmgr.Instanc
 // last master ended as soon as the next one starts, so the backend remembers
 // it from the moment it was seen.
 func (b *Backend) statusLocked(id procmgr.InstanceID, props map[string]any) procmgr.Status {
-	st := statusFromProps(id, props)
-	st.Seq = b.seq.Add(1)
+	st := b.feed.Stamp(statusFromProps(id, props))
 	if st.LastExit != nil {
 		b.exits[id] = *st.LastExit
 	} else if ex, ok := b.exits[id]; ok {
@@ -652,30 +647,8 @@ func (b *Backend) refreshStatus(ctx context.Context, c *sd.Conn, id procmgr.Inst
 	if err != nil {
 		return st, err
 	}
-	b.publishIfChanged(st)
+	b.feed.Publish(st)
 	return st, nil
-}
-
-// publishIfChanged publishes st unless it equals the last published status
-// (timestamps aside).
-func (b *Backend) publishIfChanged(st procmgr.Status) {
-	b.mu.Lock()
-	prev, ok := b.last[st.ID]
-	same := ok && prev.State == st.State && prev.MainPID == st.MainPID && prev.Restarts == st.Restarts &&
-		prev.SubState == st.SubState && prev.Limits == st.Limits && prev.MemoryBytes == st.MemoryBytes &&
-		prev.CPUUsage == st.CPUUsage && prev.Tasks == st.Tasks && exitEqual(prev.LastExit, st.LastExit)
-	b.last[st.ID] = st
-	b.mu.Unlock()
-	if !same {
-		b.fan.Publish(procmgr.Event{Status: st, At: time.Now()})
-	}
-}
-
-func exitEqual(a, b *procmgr.ExitInfo) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }
 
 const nsecNotSet = ^uint64(0)

@@ -91,7 +91,7 @@ func (b *Backend) handleSignal(sig *godbus.Signal) {
 	}
 	st := b.statusLocked(id, props)
 	b.mu.Unlock()
-	b.publishIfChanged(st)
+	b.feed.Publish(st)
 	for _, k := range invalidated {
 		if statusProps[k] {
 			b.markDirty(id)
@@ -128,7 +128,7 @@ func (b *Backend) refreshUsage() {
 		p["MemoryCurrent"], p["CPUUsageNSec"], p["TasksCurrent"] = mem, uint64(cpu), tasks
 		st := b.statusLocked(it.id, p)
 		b.mu.Unlock()
-		b.publishIfChanged(st)
+		b.feed.Publish(st)
 	}
 }
 
