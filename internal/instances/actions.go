@@ -523,7 +523,7 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []str
 			errs = append(errs, err)
 		}
 	}
-	if err := s.backend.StartMany(bctx, batch); err != nil {
+	if err := procmgr.StartAll(bctx, s.backend, batch); err != nil {
 		errs = append(errs, err)
 	}
 	return started, mapBackendErr(errors.Join(errs...))
@@ -535,7 +535,7 @@ func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (p
 	if err != nil {
 		return procmgr.Health{}, err
 	}
-	h, err := s.backend.Health(ctx, id)
+	h, err := procmgr.ProbeHealth(ctx, s.backend, s.layout, id)
 	return h, mapBackendErr(err)
 }
 
@@ -545,7 +545,7 @@ func (s *Service) Logs(ctx context.Context, p auth.Principal, rawID string, n in
 	if err != nil {
 		return nil, err
 	}
-	lines, err := s.backend.Logs(ctx, id, n)
+	lines, err := procmgr.ReadLogs(ctx, s.backend, id, n)
 	return lines, mapBackendErr(err)
 }
 
@@ -555,6 +555,6 @@ func (s *Service) FollowLogs(ctx context.Context, p auth.Principal, rawID string
 	if err != nil {
 		return nil, err
 	}
-	ch, err := s.backend.FollowLogs(ctx, id, n)
+	ch, err := procmgr.FollowLogs(ctx, s.backend, id, n)
 	return ch, mapBackendErr(err)
 }

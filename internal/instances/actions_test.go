@@ -3,6 +3,7 @@ package instances_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 )
@@ -618,4 +620,40 @@ func TestStartAllWithConcurrentRemove(t *testing.T) {
 			t.Errorf("wp-b after start-all: %s, want running", st)
 		}
 	})
+}
+
+// A backend that is no procmgr.BatchStarter gets its instances started one
+// at a time, through Start.
+func TestStartAllWithoutBatchStarter(t *testing.T) {
+	db := storetest.Open(t, store.DialectSQLite, store.Options{})
+	fb := fakebackend.New(fakebackend.Options{})
+	t.Cleanup(func() { fb.Close() })
+	core := struct{ instances.Backend }{fb} // the core's methods only
+	svc := instances.New(db, core, instances.Options{Layout: procmgr.DefaultLayout(), Log: procmgrtest.Logger(t, slog.LevelDebug)})
+	e := &env{t: t, db: db, fb: fb, svc: svc}
+	e.addBarrier()
+	e.run()
+	for _, id := range []string{"wp-a", "wp-b"} {
+		e.create(id, nil, procmgr.SpecInput{})
+		if _, err := e.svc.Stop(tctx(t), root, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.settle()
+	started, err := e.svc.StartAll(tctx(t), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(started)
+	if !slices.Equal(started, []string{"wp-a", "wp-b"}) {
+		t.Errorf("started %v", started)
+	}
+	for _, id := range []procmgr.InstanceID{"wp-a", "wp-b"} {
+		if e.fb.CallsFor(fakebackend.OpStart, id) != 1 || e.fb.State(id) != procmgr.StateRunning {
+			t.Errorf("%s: %d starts, state %s; want one Start and running", id, e.fb.CallsFor(fakebackend.OpStart, id), e.fb.State(id))
+		}
+	}
+	if n := e.fb.Calls(fakebackend.OpStartMany); n != 0 {
+		t.Errorf("StartMany called %d times on a backend that has none", n)
+	}
 }

@@ -27,25 +27,67 @@ var (
 	ErrForbidden = errors.New("not allowed")
 )
 
-// Backend is what the domain needs of a process backend; procmgr.Backend
-// satisfies it.
+// Backend is what the domain calls of a process backend: procmgr.Backend's
+// core without Close (whoever opened the backend closes it). The optional
+// powers are reached through procmgr's helpers, which fall back when a
+// backend lacks them: batch start (procmgr.StartAll over
+// procmgr.BatchStarter), logs (procmgr.ReadLogs and procmgr.FollowLogs over
+// procmgr.LogReader) and health (procmgr.ProbeHealth, over the socket). An
+// instance the backend does not have is an error wrapping
+// procmgr.ErrNotFound, except where said.
 type Backend interface {
+	// Name names the backend ("systemd", "supervise") in statuses and on
+	// the status page.
 	Name() string
+
+	// Provision makes the instance exist as spec says and returns it
+	// running once its pool answers. An instance that already matches spec
+	// is left as it is and its status returned; a changed spec is written
+	// and the pool reloaded gracefully. A failure undoes what the call made.
 	Provision(ctx context.Context, spec procmgr.Spec) (procmgr.Status, error)
+
+	// Deprovision stops and removes the instance, keeping its files unless
+	// purge. An absent instance is not an error.
 	Deprovision(ctx context.Context, id procmgr.InstanceID, purge bool) error
+
+	// Start starts the instance and returns once its pool answers. A
+	// running instance is not an error: its status is returned.
 	Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
-	StartMany(ctx context.Context, ids []procmgr.InstanceID) error
+
+	// Stop stops the instance and returns once it is stopped. A stopped
+	// instance is not an error: its status is returned.
 	Stop(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+
+	// Restart is stop then start; a stopped instance is simply started.
 	Restart(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+
+	// Reload reloads the pool's config gracefully. An instance that is not
+	// running is an error wrapping procmgr.ErrConflict.
 	Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+
+	// Kill sends sig to the master alone, without waiting behind an action
+	// in flight. An instance with no running master is an error wrapping
+	// procmgr.ErrConflict.
 	Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error
+
+	// SetLimits applies lim to the running or stopped instance without a
+	// restart and fails unless the host reads back what was asked. Limits
+	// already in place are applied again, which changes nothing.
 	SetLimits(ctx context.Context, id procmgr.InstanceID, lim procmgr.Limits) (procmgr.Status, error)
+
+	// Status reads the instance's status now.
 	Status(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error)
+
+	// List reads every instance the backend has on the host (none: an
+	// empty list).
 	List(ctx context.Context) ([]procmgr.Status, error)
-	Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error)
-	Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error)
-	FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error)
+
+	// Subscribe streams every instance's status changes until ctx ends or
+	// the backend closes. The first event after events were lost is marked
+	// Lost. Past procmgr.MaxSubscribers it fails.
 	Subscribe(ctx context.Context) (<-chan procmgr.Event, error)
+
+	// InstalledPHP lists the PHP versions an instance may use here.
 	InstalledPHP() []procmgr.PHPVersion
 }
 

@@ -2,6 +2,8 @@ package procmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -77,9 +79,12 @@ type LogLine struct {
 // MaxLogLineLen bounds a log line; longer lines are cut and marked.
 const MaxLogLineLen = 4096
 
-// Backend runs instances on one host. Every method takes the context first
-// and honours its cancellation. Actions on one instance are serialised by the
-// backend; Kill is never queued behind them.
+// Backend runs instances on one host: the core every backend implements.
+// Extra powers are optional interfaces (BatchStarter, LogReader,
+// HealthProber) that callers reach through StartAll, ReadLogs, FollowLogs
+// and ProbeHealth, which fall back when a backend lacks them. Every method
+// takes the context first and honours its cancellation. Actions on one
+// instance are serialised by the backend; Kill is never queued behind them.
 type Backend interface {
 	// Name is "systemd" or "supervise".
 	Name() string
@@ -99,10 +104,6 @@ type Backend interface {
 	// Start starts the service and waits until the pool answers a ping.
 	// Starting a running instance is not an error.
 	Start(ctx context.Context, id InstanceID) (Status, error)
-
-	// StartMany starts several instances at once (one batch of jobs), which
-	// is much faster than one at a time. The error lists those that failed.
-	StartMany(ctx context.Context, ids []InstanceID) error
 
 	// Stop stops the service and waits until it is stopped. Stopping a
 	// stopped instance is not an error.
@@ -130,17 +131,6 @@ type Backend interface {
 	// List reports every instance this backend knows on the host.
 	List(ctx context.Context) ([]Status, error)
 
-	// Health probes the pool over its socket.
-	Health(ctx context.Context, id InstanceID) (Health, error)
-
-	// Logs returns up to n of the last log lines, oldest first.
-	Logs(ctx context.Context, id InstanceID, n int) ([]LogLine, error)
-
-	// FollowLogs streams the last n lines and then new ones until ctx ends;
-	// the channel is closed then. A reader that falls behind loses lines
-	// rather than blocking the backend.
-	FollowLogs(ctx context.Context, id InstanceID, n int) (<-chan LogLine, error)
-
 	// Subscribe returns a channel of events for every instance, buffered; a
 	// subscriber that falls behind loses the oldest events, and the first
 	// event after the gap is marked Lost. The channel is closed when ctx
@@ -153,4 +143,46 @@ type Backend interface {
 
 	// Close releases the backend's connections. Instances keep running.
 	Close() error
+}
+
+// BatchStarter is a backend that starts many instances faster together
+// than one by one (systemd: one batch of jobs; ~2.5 s for 200 instead of
+// ~9.4 s). Use StartAll.
+type BatchStarter interface {
+	// StartMany starts every instance in ids and returns when each has
+	// started or failed; instances already running are not an error. The
+	// error lists those that failed.
+	StartMany(ctx context.Context, ids []InstanceID) error
+}
+
+// Starter is the part of a backend StartAll needs.
+type Starter interface {
+	Start(ctx context.Context, id InstanceID) (Status, error)
+}
+
+// StartAll starts every instance in ids: in one batch when b is a
+// BatchStarter, else one at a time through Start, each until its pool
+// answers. Instances already running are not an error. The error lists
+// those that failed; once ctx ends the rest are not tried.
+func StartAll(ctx context.Context, b Starter, ids []InstanceID) error {
+	if bs, ok := b.(BatchStarter); ok {
+		return bs.StartMany(ctx, ids)
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("procmgr: start %s: %w", id, err))
+			continue
+		}
+		if _, err := b.Start(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StatusReader is the part of a backend that ReadLogs, FollowLogs and
+// ProbeHealth need.
+type StatusReader interface {
+	Status(ctx context.Context, id InstanceID) (Status, error)
 }

@@ -261,6 +261,35 @@ func CheckInstanceHealth(ctx context.Context, socketPath string, masterPID int) 
 	return h
 }
 
+// HealthProber is a backend whose pools the panel cannot probe over their
+// sockets itself (a fake in tests). ProbeHealth asks it instead.
+type HealthProber interface {
+	// Health reports the pool's health; an absent instance returns
+	// ErrNotFound, a stopped one Healthy=false with a Reason.
+	Health(ctx context.Context, id InstanceID) (Health, error)
+}
+
+// ProbeHealth probes id's pool over its socket (layout l) with
+// CheckInstanceHealth, counting only an answer from the master that b's
+// Status names: the one health check of every backend. An absent instance
+// returns ErrNotFound; one with no master is unhealthy with the reason "no
+// master running". A HealthProber is asked instead.
+func ProbeHealth(ctx context.Context, b StatusReader, l Layout, id InstanceID) (Health, error) {
+	if hp, ok := b.(HealthProber); ok {
+		return hp.Health(ctx, id)
+	}
+	st, err := b.Status(ctx, id)
+	if err != nil {
+		return Health{}, err
+	}
+	if st.MainPID == 0 {
+		return Health{CheckedAt: time.Now(), Reason: "no master running"}, nil
+	}
+	// The socket must be served by the master itself: its directory is
+	// the instance's to write.
+	return CheckInstanceHealth(ctx, l.SocketPath(id), st.MainPID), nil
+}
+
 // WaitReady pings every few ms (from 2ms, backing off to 20ms) until the
 // pool answers pong or ctx is done; then it returns the last ping error
 // wrapped.

@@ -346,6 +346,16 @@ func (h *Host) ConfigExists(id InstanceID) bool {
 	return err == nil
 }
 
+// Provisioned returns nil when the instance has a config on this host, and
+// an error wrapping ErrNotFound when it has none: the check before every
+// action on an existing instance, in every backend.
+func (h *Host) Provisioned(id InstanceID) error {
+	if !h.ConfigExists(id) {
+		return fmt.Errorf("procmgr: %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 // RemoveConfig deletes the instance's config directory.
 func (h *Host) RemoveConfig(id InstanceID) error {
 	if err := os.RemoveAll(h.Layout.ConfigDir(id)); err != nil {

@@ -2,6 +2,7 @@ package procmgr
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -65,4 +66,20 @@ func (l *Locks) release(id InstanceID, lk *idLock) {
 	if lk.refs == 0 {
 		delete(l.locks, id)
 	}
+}
+
+// Power runs act, one action on a provisioned instance, while holding id's
+// lock in locks: the shape of every backend's Start, Stop, Restart, Reload
+// and SetLimits. An instance without a config (h.Provisioned) fails with
+// ErrNotFound before any wait; act returns the status after the action.
+func Power(ctx context.Context, h *Host, locks *Locks, id InstanceID, act func() (Status, error)) (Status, error) {
+	if err := h.Provisioned(id); err != nil {
+		return Status{}, err
+	}
+	unlock, err := locks.Lock(ctx, id)
+	if err != nil {
+		return Status{}, fmt.Errorf("procmgr: %s: waiting for the action in flight: %w", id, err)
+	}
+	defer unlock()
+	return act()
 }

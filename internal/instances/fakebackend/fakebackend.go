@@ -26,7 +26,8 @@ import (
 )
 
 // The operation names that FailNext, FailAlways, Hold, Calls and History use:
-// the names of the procmgr.Backend methods.
+// the names of the methods of procmgr.Backend and of the optional interfaces
+// the fake implements.
 const (
 	OpProvision   = "Provision"
 	OpDeprovision = "Deprovision"
@@ -123,7 +124,14 @@ type Backend struct {
 	changed chan struct{}
 }
 
-var _ procmgr.Backend = (*Backend)(nil)
+// The fake has every optional power: the batch start and logs the real
+// backends have, and its own health answers (there is no socket to probe).
+var (
+	_ procmgr.Backend      = (*Backend)(nil)
+	_ procmgr.BatchStarter = (*Backend)(nil)
+	_ procmgr.LogReader    = (*Backend)(nil)
+	_ procmgr.HealthProber = (*Backend)(nil)
+)
 
 // New returns an empty fake backend: no instances, no failures.
 func New(opt Options) *Backend {

@@ -159,6 +159,7 @@ func Run(t *testing.T, f Factory) {
 		{"LogsAndFollow", testLogs},
 		{"CrashLoopEndsFailed", testCrashLoop},
 		{"StartMany", testStartMany},
+		{"StartManyFallback", testStartManyFallback},
 		{"ListAndNotFound", testList},
 		{"PlantedSymlinkRefused", testSymlink},
 		{"CleanExitIsNotRestarted", testCleanExit},
@@ -597,13 +598,18 @@ func testDeprovisionKeeps(e *env) {
 
 func testHealth(e *env) {
 	t := e.t
+	// The one health check is procmgr.ProbeHealth over the socket; a
+	// backend that answered for its pools itself would bypass it.
+	if _, ok := e.b.(procmgr.HealthProber); ok {
+		t.Fatalf("%s implements procmgr.HealthProber; a real backend is probed over the socket", e.b.Name())
+	}
 	spec, _ := e.provision("hl", procmgr.SpecInput{PM: "static", MaxChildren: "3"})
 	var h procmgr.Health
 	// A static pool answers once its first worker is forked; the others
 	// follow within milliseconds.
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		var err error
-		if h, err = e.b.Health(e.ctx(), spec.ID); err != nil {
+		if h, err = procmgr.ProbeHealth(e.ctx(), e.b, e.l, spec.ID); err != nil {
 			t.Fatal(err)
 		}
 		if (h.Pool != nil && h.Pool.TotalProcesses == 3) || time.Now().After(deadline) {
@@ -617,7 +623,7 @@ func testHealth(e *env) {
 		t.Errorf("pool %+v, want pool %s static with 3 processes", h.Pool, spec.ID)
 	}
 	e.b.Stop(e.ctx(), spec.ID)
-	h2, err := e.b.Health(e.ctx(), spec.ID)
+	h2, err := procmgr.ProbeHealth(e.ctx(), e.b, e.l, spec.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -628,12 +634,15 @@ func testHealth(e *env) {
 
 func testLogs(e *env) {
 	t := e.t
+	if _, ok := e.b.(procmgr.LogReader); !ok {
+		t.Fatalf("%s does not implement procmgr.LogReader: every panel backend keeps logs", e.b.Name())
+	}
 	spec, _ := e.provision("lg", procmgr.SpecInput{})
 	var lines []procmgr.LogLine
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		var err error
-		lines, err = e.b.Logs(e.ctx(), spec.ID, 100)
+		lines, err = procmgr.ReadLogs(e.ctx(), e.b, spec.ID, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -647,7 +656,7 @@ func testLogs(e *env) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ch, err := e.b.FollowLogs(ctx, spec.ID, 1)
+	ch, err := procmgr.FollowLogs(ctx, e.b, spec.ID, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -710,23 +719,46 @@ func testCrashLoop(e *env) {
 	t.Fatalf("ten crashes in a row and the instance is not failed")
 }
 
-func testStartMany(e *env) {
+// testStartMany starts stopped instances (and one already running) with
+// StartAll: in one batch when the backend is a procmgr.BatchStarter.
+func testStartMany(e *env) { startAll(e, e.b) }
+
+// testStartManyFallback is testStartMany through StartAll's fallback, one
+// Start at a time, as for a backend that is no BatchStarter.
+func testStartManyFallback(e *env) {
+	startAll(e, struct{ procmgr.Backend }{e.b}) // only the core's methods
+}
+
+func startAll(e *env, b procmgr.Starter) {
 	t := e.t
 	var ids []procmgr.InstanceID
 	for i := 0; i < 3; i++ {
 		spec, _ := e.provision(fmt.Sprintf("m%d", i), procmgr.SpecInput{})
-		if _, err := e.b.Stop(e.ctx(), spec.ID); err != nil {
-			t.Fatal(err)
+		if i > 0 {
+			if _, err := e.b.Stop(e.ctx(), spec.ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ids = append(ids, spec.ID)
 	}
-	if err := e.b.StartMany(e.ctx(), ids); err != nil {
-		t.Fatalf("start many: %v", err)
+	if err := procmgr.StartAll(e.ctx(), b, ids); err != nil {
+		t.Fatalf("start all: %v", err)
 	}
 	for _, id := range ids {
 		st := waitFor(e, id, 5*time.Second, func(s procmgr.Status) bool { return s.State == procmgr.StateRunning })
 		if st.State != procmgr.StateRunning || st.MainPID == 0 {
-			t.Errorf("%s after start many: %s pid %d", id, st.State, st.MainPID)
+			t.Errorf("%s after start all: %s pid %d", id, st.State, st.MainPID)
+		}
+	}
+	// An absent instance fails, and only it.
+	missing := NewID("nx")
+	err := procmgr.StartAll(e.ctx(), b, append(ids, missing))
+	if !errors.Is(err, procmgr.ErrNotFound) || !strings.Contains(err.Error(), string(missing)) {
+		t.Errorf("start all with an absent instance: %v, want ErrNotFound naming %s", err, missing)
+	}
+	for _, id := range ids {
+		if st, err := e.b.Status(e.ctx(), id); err != nil || st.State != procmgr.StateRunning {
+			t.Errorf("%s after a second start all: %v %s", id, err, st.State)
 		}
 	}
 }
@@ -844,14 +876,14 @@ func testHealthForeignSocket(e *env) {
 	if err := os.Symlink(e.l.SocketPath(b.ID), sock); err != nil {
 		t.Fatal(err)
 	}
-	h, err := e.b.Health(e.ctx(), a.ID)
+	h, err := procmgr.ProbeHealth(e.ctx(), e.b, e.l, a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.Healthy || h.Pool != nil || !strings.Contains(h.Reason, "not served by the instance's master") {
 		t.Errorf("health through another instance's socket: %+v, want unhealthy naming the wrong server", h)
 	}
-	if hb, _ := e.b.Health(e.ctx(), b.ID); !hb.Healthy {
+	if hb, _ := procmgr.ProbeHealth(e.ctx(), e.b, e.l, b.ID); !hb.Healthy {
 		t.Errorf("the other instance's own health: %+v", hb)
 	}
 }

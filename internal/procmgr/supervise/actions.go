@@ -137,7 +137,7 @@ func (b *Backend) Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Sta
 	return b.power(ctx, id, func(inst *instance) error { return b.personStart(ctx, inst) })
 }
 
-// StartMany implements procmgr.Backend: up to startManyParallel masters
+// StartMany implements procmgr.BatchStarter: up to startManyParallel masters
 // start at once, each waited for until it answers a ping.
 func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
 	t0 := time.Now()
@@ -200,7 +200,7 @@ func (b *Backend) Reload(ctx context.Context, id procmgr.InstanceID) (procmgr.St
 // pidfd (so a PID reused after the master's death is never hit), and takes
 // no lock.
 func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return err
 	}
 	if sig.Number() == 0 {
@@ -231,17 +231,14 @@ func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim proc
 // power runs one locked action on a provisioned instance and returns its
 // status after.
 func (b *Backend) power(ctx context.Context, id procmgr.InstanceID, f func(*instance) error) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.open(id); err != nil {
 		return procmgr.Status{}, err
 	}
-	unlock, err := b.lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	inst := b.instance(id)
-	if err := f(inst); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.snapshot(inst), nil
+	return procmgr.Power(ctx, b.host, &b.locks, id, func() (procmgr.Status, error) {
+		inst := b.instance(id)
+		if err := f(inst); err != nil {
+			return procmgr.Status{}, err
+		}
+		return b.snapshot(inst), nil
+	})
 }

@@ -281,20 +281,20 @@ func (b *Backend) instance(id procmgr.InstanceID) *instance {
 	return in
 }
 
-func (b *Backend) checkProvisioned(id procmgr.InstanceID) error {
-	if !b.host.ConfigExists(id) {
-		return fmt.Errorf("supervise: %s: %w", id, procmgr.ErrNotFound)
+// open fails once the backend is closed: its watchers are gone, so an
+// action now could not see its master end.
+func (b *Backend) open(id procmgr.InstanceID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("supervise: %s: backend closed", id)
 	}
 	return nil
 }
 
 func (b *Backend) lock(ctx context.Context, id procmgr.InstanceID) (func(), error) {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		// Its watchers are gone: an action now could not see its master end.
-		return nil, fmt.Errorf("supervise: %s: backend closed", id)
+	if err := b.open(id); err != nil {
+		return nil, err
 	}
 	unlock, err := b.locks.Lock(ctx, id)
 	if err != nil {

@@ -32,17 +32,9 @@ import (
 const (
 	// ringLines bounds the lines kept in memory per instance.
 	ringLines = 2000
-	// maxLogLines bounds one Logs or FollowLogs request (as the systemd
-	// backend does).
-	maxLogLines = 10_000
-	// defaultLogLines is what n <= 0 asks for.
-	defaultLogLines = 50
 	// maxLogFileSize is where the log file is rotated to <id>.log.1; at
 	// most twice this is kept per instance.
 	maxLogFileSize = 4 << 20
-	// followBuffer is how many new lines a follower may fall behind by
-	// before it loses the oldest.
-	followBuffer = 256
 	// maxFollowers bounds the followers of one instance's log.
 	maxFollowers = 64
 	// fifoSize is the FIFO's capacity: what a master can write while no
@@ -331,7 +323,7 @@ func (s *logSink) follow(ctx context.Context, n int) (<-chan procmgr.LogLine, er
 		return nil, fmt.Errorf("supervise: log of %s: %d followers already: %w", s.id, maxFollowers, procmgr.ErrConflict)
 	}
 	backlog := s.lastLocked(n)
-	ch := make(chan procmgr.LogLine, len(backlog)+followBuffer)
+	ch := make(chan procmgr.LogLine, len(backlog)+procmgr.FollowBuffer)
 	for _, l := range backlog {
 		ch <- l
 	}
@@ -447,26 +439,20 @@ func parseRecord(rec string) procmgr.LogLine {
 	return procmgr.LogLine{Text: rec}
 }
 
-// Logs implements procmgr.Backend.
+// Logs implements procmgr.LogReader.
 func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return nil, err
 	}
-	return b.instance(id).sink.last(clampLines(n)), nil
+	return b.instance(id).sink.last(procmgr.ClampLogLines(n)), nil
 }
 
-// FollowLogs implements procmgr.Backend. The channel holds the backlog and
-// followBuffer more lines; a reader that falls behind loses the oldest.
+// FollowLogs implements procmgr.LogReader. The channel holds the backlog
+// and procmgr.FollowBuffer more lines; a reader that falls behind loses the
+// oldest.
 func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return nil, err
 	}
-	return b.instance(id).sink.follow(ctx, clampLines(n))
-}
-
-func clampLines(n int) int {
-	if n <= 0 {
-		return defaultLogLines
-	}
-	return min(n, maxLogLines)
+	return b.instance(id).sink.follow(ctx, procmgr.ClampLogLines(n))
 }

@@ -54,7 +54,7 @@ func TestLogRotationAndHistory(t *testing.T) {
 	check(s2.last(10), 10)
 	check(s2.last(ringLines), ringLines)
 	// More than the ring holds: read from both files.
-	check(s2.last(maxLogLines), maxLogLines)
+	check(s2.last(procmgr.MaxLogLines), procmgr.MaxLogLines)
 
 	s2.add("new line")
 	got := s2.last(2)

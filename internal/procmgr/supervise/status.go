@@ -15,7 +15,7 @@ import (
 // Status implements procmgr.Backend. It reads memory, plus the instance's
 // cgroup usage files.
 func (b *Backend) Status(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return procmgr.Status{}, err
 	}
 	inst := b.instance(id)
@@ -44,26 +44,6 @@ func (b *Backend) List(ctx context.Context) ([]procmgr.Status, error) {
 		out = append(out, b.snapshot(b.instance(id)))
 	}
 	return out, nil
-}
-
-// Health implements procmgr.Backend.
-func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Health{}, err
-	}
-	inst := b.instance(id)
-	b.mu.Lock()
-	pid := 0
-	if inst.m != nil {
-		pid = inst.m.pid
-	}
-	b.mu.Unlock()
-	if pid == 0 {
-		return procmgr.Health{CheckedAt: time.Now(), Reason: "no master running"}, nil
-	}
-	// The socket must be served by the master itself: its directory is
-	// the instance's to write.
-	return procmgr.CheckInstanceHealth(ctx, b.host.Layout.SocketPath(id), pid), nil
 }
 
 // Subscribe implements procmgr.Backend.

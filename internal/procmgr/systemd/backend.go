@@ -357,31 +357,19 @@ func (b *Backend) Deprovision(ctx context.Context, id procmgr.InstanceID, purge 
 	return nil
 }
 
-func (b *Backend) checkProvisioned(id procmgr.InstanceID) error {
-	if !b.host.ConfigExists(id) {
-		return fmt.Errorf("systemd: %s: %w", id, procmgr.ErrNotFound)
-	}
-	return nil
-}
-
-// power runs one locked action on a provisioned instance.
+// power runs one locked action on a provisioned instance and publishes the
+// status after it.
 func (b *Backend) power(ctx context.Context, id procmgr.InstanceID, f func(*sd.Conn) error) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Status{}, err
-	}
-	unlock, err := b.locks.Lock(ctx, id)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	defer unlock()
-	c, err := b.conn.get(ctx)
-	if err != nil {
-		return procmgr.Status{}, err
-	}
-	if err := f(c); err != nil {
-		return procmgr.Status{}, err
-	}
-	return b.refreshStatus(ctx, c, id)
+	return procmgr.Power(ctx, b.host, &b.locks, id, func() (procmgr.Status, error) {
+		c, err := b.conn.get(ctx)
+		if err != nil {
+			return procmgr.Status{}, err
+		}
+		if err := f(c); err != nil {
+			return procmgr.Status{}, err
+		}
+		return b.refreshStatus(ctx, c, id)
+	})
 }
 
 // Start implements procmgr.Backend.
@@ -449,7 +437,7 @@ func stopUnit(ctx context.Context, c *sd.Conn, unit string) error {
 	}
 }
 
-// StartMany implements procmgr.Backend: all start jobs are queued at once,
+// StartMany implements procmgr.BatchStarter: all start jobs are queued at once,
 // several calls in flight on the connection, and systemd runs the jobs in
 // parallel.
 func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
@@ -470,7 +458,7 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	for i, id := range ids {
-		if err := b.checkProvisioned(id); err != nil {
+		if err := b.host.Provisioned(id); err != nil {
 			errs[i] = err
 			continue
 		}
@@ -510,7 +498,7 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 // Kill implements procmgr.Backend. It sends the signal to the main process
 // only and deliberately takes no lock.
 func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return err
 	}
 	c, err := b.conn.get(ctx)
@@ -540,7 +528,7 @@ func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim proc
 
 // Status implements procmgr.Backend.
 func (b *Backend) Status(ctx context.Context, id procmgr.InstanceID) (procmgr.Status, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	if err := b.host.Provisioned(id); err != nil {
 		return procmgr.Status{}, err
 	}
 	c, err := b.conn.get(ctx)
@@ -569,28 +557,6 @@ func (b *Backend) List(ctx context.Context) ([]procmgr.Status, error) {
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-// Health implements procmgr.Backend.
-func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.Health, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return procmgr.Health{}, err
-	}
-	c, err := b.conn.get(ctx)
-	if err != nil {
-		return procmgr.Health{}, err
-	}
-	p, err := c.GetUnitTypePropertyContext(ctx, b.host.Layout.UnitName(id), "Service", "MainPID")
-	if err != nil {
-		return procmgr.Health{}, fmt.Errorf("systemd: health of %s: %w", id, err)
-	}
-	pid, _ := p.Value.Value().(uint32)
-	if pid == 0 {
-		return procmgr.Health{CheckedAt: time.Now(), Reason: "no master running"}, nil
-	}
-	// The socket must be served by the master itself: its directory is
-	// the instance's to write.
-	return procmgr.CheckInstanceHealth(ctx, b.host.Layout.SocketPath(id), int(pid)), nil
 }
 
 // Subscribe implements procmgr.Backend.

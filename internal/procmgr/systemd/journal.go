@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"strconv"
 	"time"
@@ -14,8 +15,6 @@ import (
 // Logs come from the journal, which only root writes: php-fpm logs to syslog
 // and journald files the lines under the unit. journalctl is run with a fixed
 // argv (the unit name is built from a validated id), never through a shell.
-
-const maxLogLines = 10_000
 
 // maxJournalReaders bounds the journalctl processes the backend runs at once
 // (each -f holds an inotify instance of root's, of which there are 128).
@@ -73,80 +72,77 @@ func parseJournalLine(raw []byte) (procmgr.LogLine, bool) {
 	return procmgr.LogLine{At: time.UnixMicro(usec).UTC(), Text: procmgr.BoundLine(text)}, true
 }
 
-func clampLines(n int) int {
-	if n <= 0 {
-		return 50
-	}
-	return min(n, maxLogLines)
-}
-
-// Logs implements procmgr.Backend.
-func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error) {
-	if err := b.checkProvisioned(id); err != nil {
-		return nil, err
+// journal starts journalctl for the last n lines of id's log (and new ones
+// when follow) in a journal reader slot. The caller reads out, then calls
+// done, which waits for journalctl and frees the slot.
+func (b *Backend) journal(ctx context.Context, id procmgr.InstanceID, n int, follow bool) (out io.Reader, done func() error, err error) {
+	if err := b.host.Provisioned(id); err != nil {
+		return nil, nil, err
 	}
 	release, err := b.journalSlot()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer release()
-	cmd := exec.CommandContext(ctx, "journalctl", journalArgs(b.host.Layout.UnitName(id), clampLines(n), false)...)
-	out, err := cmd.StdoutPipe()
+	cmd := exec.CommandContext(ctx, "journalctl", journalArgs(b.host.Layout.UnitName(id), procmgr.ClampLogLines(n), follow)...)
+	if out, err = cmd.StdoutPipe(); err == nil {
+		err = cmd.Start()
+	}
 	if err != nil {
-		return nil, fmt.Errorf("systemd: logs of %s: %w", id, err)
+		release()
+		return nil, nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, err)
-	}
-	var lines []procmgr.LogLine
-	// An entry too long to be a bounded log line is skipped, and reading
-	// goes on: journalctl must never block on a pipe no one drains.
-	rerr := procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {
+	return out, func() error { defer release(); return cmd.Wait() }, nil
+}
+
+// readJournal passes each entry of out to fn. An entry too long to be a
+// bounded log line is skipped, and reading goes on: journalctl must never
+// block on a pipe no one drains. It returns the read error, if any; the
+// caller then stops journalctl (its context).
+func readJournal(out io.Reader, fn func(procmgr.LogLine)) error {
+	return procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {
 		if l, ok := parseJournalLine(raw); ok && !cut {
-			lines = append(lines, l)
+			fn(l)
 		}
 	})
-	if rerr != nil {
-		cmd.Process.Kill()
+}
+
+// Logs implements procmgr.LogReader.
+func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]procmgr.LogLine, error) {
+	jctx, stop := context.WithCancel(ctx)
+	defer stop()
+	out, done, err := b.journal(jctx, id, n, false)
+	if err != nil {
+		return nil, err
 	}
-	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
-		return nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, err)
+	var lines []procmgr.LogLine
+	rerr := readJournal(out, func(l procmgr.LogLine) { lines = append(lines, l) })
+	if rerr != nil {
+		stop()
+	}
+	werr := done()
+	switch {
+	case rerr != nil:
+		return nil, fmt.Errorf("systemd: logs of %s: %w", id, rerr)
+	case werr != nil && ctx.Err() == nil:
+		return nil, fmt.Errorf("systemd: logs of %s: journalctl: %w", id, werr)
 	}
 	return lines, nil
 }
 
-// FollowLogs implements procmgr.Backend.
+// FollowLogs implements procmgr.LogReader.
 func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error) {
-	if err := b.checkProvisioned(id); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	out, done, err := b.journal(ctx, id, n, true)
+	if err != nil {
+		cancel()
 		return nil, err
 	}
-	release, err := b.journalSlot()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, "journalctl", journalArgs(b.host.Layout.UnitName(id), clampLines(n), true)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("systemd: follow logs of %s: %w", id, err)
-	}
-	if err := cmd.Start(); err != nil {
-		release()
-		return nil, fmt.Errorf("systemd: follow logs of %s: journalctl: %w", id, err)
-	}
-	ch := make(chan procmgr.LogLine, 256)
+	ch := make(chan procmgr.LogLine, procmgr.FollowBuffer)
 	go func() {
-		defer release()
 		defer close(ch)
-		defer cmd.Wait()
-		err := procmgr.ReadLines(out, maxJournalLine, func(raw []byte, cut bool) {
-			if l, ok := parseJournalLine(raw); ok && !cut {
-				procmgr.SendDropOldest(ch, l)
-			}
-		})
-		if err != nil {
-			cmd.Process.Kill()
-		}
+		defer done()
+		defer cancel()
+		readJournal(out, func(l procmgr.LogLine) { procmgr.SendDropOldest(ch, l) })
 	}()
 	return ch, nil
 }

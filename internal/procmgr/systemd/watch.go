@@ -2,10 +2,10 @@ package systemd
 
 import (
 	"context"
-
-	godbus "github.com/godbus/dbus/v5"
 	"path/filepath"
 	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/ikabud/panel/internal/procmgr"
 )
