@@ -54,10 +54,6 @@ const FirstPID = 1000
 // MaxLogLines bounds the lines kept per instance; older lines are dropped.
 const MaxLogLines = 10000
 
-// followBuffer is how many new lines a follower may fall behind by before it
-// loses lines (on top of the initial lines it asked for).
-const followBuffer = 256
-
 // Call is one recorded call of a backend method.
 type Call struct {
 	Op string
@@ -291,8 +287,9 @@ func (b *Backend) Lose(id procmgr.InstanceID) {
 	b.notifyLocked()
 }
 
-// AddLog appends a line to the instance's log and hands it to its followers
-// (a follower whose buffer is full loses the line).
+// AddLog appends a line (cut as procmgr.BoundLine cuts) to the instance's
+// log and hands it to its followers (a follower whose buffer is full loses
+// the line).
 func (b *Backend) AddLog(id procmgr.InstanceID, text string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -300,10 +297,7 @@ func (b *Backend) AddLog(id procmgr.InstanceID, text string) error {
 	if !ok {
 		return fmt.Errorf("fakebackend: log %s: %w", id, procmgr.ErrNotFound)
 	}
-	if len(text) > procmgr.MaxLogLineLen {
-		text = text[:procmgr.MaxLogLineLen] + " [cut]"
-	}
-	line := procmgr.LogLine{At: b.now(), Text: text}
+	line := procmgr.LogLine{At: b.now(), Text: procmgr.BoundLine(text)}
 	in.logs = append(in.logs, line)
 	if len(in.logs) > MaxLogLines {
 		in.logs = in.logs[len(in.logs)-MaxLogLines:]
@@ -853,7 +847,8 @@ func lastLines(logs []procmgr.LogLine, n int) []procmgr.LogLine {
 
 // FollowLogs sends the last n lines, then every line AddLog adds, until ctx
 // ends, the instance is deprovisioned or the backend is closed; the channel
-// is closed then. A follower more than 256 lines behind loses new lines.
+// is closed then. A follower more than procmgr.FollowBuffer lines behind
+// loses new lines.
 func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) (<-chan procmgr.LogLine, error) {
 	c := Call{Op: OpFollowLogs, ID: id}
 	if err := b.enter(ctx, c); err != nil {
@@ -866,7 +861,7 @@ func (b *Backend) FollowLogs(ctx context.Context, id procmgr.InstanceID, n int) 
 		return nil, b.finishLocked(c, notFound(OpFollowLogs, id))
 	}
 	first := lastLines(in.logs, n)
-	ch := make(chan procmgr.LogLine, len(first)+followBuffer)
+	ch := make(chan procmgr.LogLine, len(first)+procmgr.FollowBuffer)
 	for _, l := range first {
 		ch <- l
 	}
