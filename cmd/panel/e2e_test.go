@@ -54,6 +54,7 @@ type daemon struct {
 	layout  procmgr.Layout
 	socket  string
 	db      string
+	listen  string // the HTTP address
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	exited  chan struct{}
@@ -80,13 +81,19 @@ func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
 
 func newDaemon(t *testing.T, backend string) *daemon {
 	t.Helper()
+	return newDaemonOn(t, backend, "127.0.0.1:0")
+}
+
+// newDaemonOn is newDaemon with the web panel on listen.
+func newDaemonOn(t *testing.T, backend, listen string) *daemon {
+	t.Helper()
 	if backend == "systemd" {
 		requireSystemd(t)
 	}
 	procmgrtest.RequirePHPFPM(t)
 	l := procmgrtest.NewLayout(t)
 	base := filepath.Dir(l.InstancesRoot)
-	d := &daemon{t: t, backend: backend, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db")}
+	d := &daemon{t: t, backend: backend, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db"), listen: listen}
 	d.start()
 	t.Cleanup(func() {
 		// Remove every instance this daemon knows, then stop it.
@@ -104,7 +111,7 @@ func newDaemon(t *testing.T, backend string) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(panelBin, "serve", "--db", d.db, "--listen", "127.0.0.1:0", "--socket", d.socket,
+	d.cmd = exec.Command(panelBin, "serve", "--db", d.db, "--listen", d.listen, "--socket", d.socket,
 		"--instances-root", d.layout.InstancesRoot, "--config-root", d.layout.ConfigRoot,
 		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix,
 		"--backend", d.backend)

@@ -80,6 +80,20 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 	p("pm.status_path", "/status")
 	p("ping.path", "/ping")
 	p("ping.response", "pong")
+	// PHP's own errors (error_log(), warnings, fatals) must land in the
+	// instance's log; without an error_log PHP-FPM sends them down the
+	// FastCGI connection to the web server instead. Under the supervisor
+	// the worker's stderr is a pipe to the master (catch_workers_output),
+	// reopened through /proc. Under systemd the workers log to syslog
+	// themselves, under the instance's ident, and journald files the lines
+	// under the unit (the master does not relay workers' output to syslog).
+	if opt.ErrorLog == ErrorLogStderr {
+		p("php_admin_value[error_log]", ErrorLogStderr)
+	} else {
+		p("php_admin_value[error_log]", ErrorLogSyslog)
+		p("php_admin_value[syslog.ident]", id.UserName())
+		p("php_admin_value[syslog.facility]", "daemon")
+	}
 	p("catch_workers_output", "yes")
 	p("decorate_workers_output", "no")
 	p("clear_env", "yes")
