@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,15 +186,36 @@ func livePIDs() []int {
 	return out
 }
 
-// masters lists the live php-fpm masters running the given config.
+// masters lists the live php-fpm masters running the given config. A worker
+// the master has just forked carries the master's title until it sets its
+// own (an ondemand pool forks one for a ping), so a process with the title
+// whose parent has it too is a worker, not a second master.
 func masters(config string) []int {
-	var out []int
+	titled := map[int]bool{}
 	for _, pid := range livePIDs() {
 		if cl := cmdline(pid); strings.HasPrefix(cl, "php-fpm: master process") && strings.Contains(cl, "("+config+")") {
+			titled[pid] = true
+		}
+	}
+	var out []int
+	for pid := range titled {
+		if !titled[parentPID(pid)] {
 			out = append(out, pid)
 		}
 	}
+	slices.Sort(out)
 	return out
+}
+
+// parentPID is field 4 of /proc/<pid>/stat; 0 when pid is gone.
+func parentPID(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // waitDead waits until pid no longer runs.
