@@ -22,12 +22,16 @@ templ:
 test:
 	scripts/test.sh $(ARGS)
 
-# The engine's figures: the systemd backend against a real panel serve with 200 instances running, inside a private
-# systemd; then the built-in supervisor's (create, kill -> event, crash -> ping), with p50 and p90 per figure.
+# The engine's and the web panel's figures: the systemd backend against a real panel serve with 200 instances running,
+# inside a private systemd (with the websocket figures: kill -9 until an open page hears of it, daemon memory with
+# 1,000 pages open); then the built-in supervisor's; then the dashboard's render time for 1,000 instances and the live
+# hub's fan-out, log flood and idle-socket memory, each beside its floor.
 bench:
 	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
 	$(GO) run ./cmd/panel-bench --backend supervise
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./internal/procmgr/supervise/
+	$(GO) test -run '^$$' -bench 'Dashboard1000' -benchtime 50x ./internal/web/ | grep -E '^(Benchmark|ok|FAIL)'
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/web/live/ | grep -E '^(Benchmark|ok|FAIL)'
 
 # Installs PHP-FPM when missing, builds, and runs panel serve with its defaults (scripts/run.sh).
 run:

@@ -42,6 +42,10 @@ type bench struct {
 	exited  chan struct{}
 	http    *http.Client
 	results []string
+	// httpAddr is the daemon's web panel; killFloor the p50 of kill -9 to
+	// the raw D-Bus event, the floor of the websocket figure.
+	httpAddr  string
+	killFloor time.Duration
 	failed  bool
 }
 
@@ -117,7 +121,15 @@ func (b *bench) setup(panelBin string) error {
 }
 
 func (b *bench) startDaemon() error {
-	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", "127.0.0.1:0", "--socket", b.socket,
+	if b.httpAddr == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		b.httpAddr = ln.Addr().String()
+		ln.Close()
+	}
+	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", b.httpAddr, "--socket", b.socket,
 		"--instances-root", b.layout.InstancesRoot, "--config-root", b.layout.ConfigRoot,
 		"--runtime-root", b.layout.RuntimeRoot, "--web-user", b.layout.WebUser, "--unit-prefix", b.layout.UnitPrefix,
 		"--log-level", "info", "--backend", b.backend)
@@ -289,6 +301,13 @@ func (b *bench) run(background, samples, known int) error {
 	}
 
 	// start 200 stopped instances with one request.
+	// The web panel: kill -9 until an open page's websocket hears of it,
+	// and the daemon's memory with 1,000 pages open.
+	// Other instances than killEvents killed, so none nears its start limit.
+	if err := b.webFigures(bg[min(samples, len(bg)):], samples); err != nil {
+		return fmt.Errorf("web figures: %w", err)
+	}
+
 	fmt.Println("stopping background instances...")
 	if err := parallel(bg, 8, func(id string) error { return b.api("POST", "/api/v1/instances/"+id+"/stop", nil, nil) }); err != nil {
 		return err
@@ -399,6 +418,7 @@ func (b *bench) killEvents(ids []string) error {
 		}
 	}
 	b.report("kill -9 of a master until a subscriber gets the event", ds, 10*time.Millisecond)
+	b.killFloor = pct(ds, 0.5)
 	return nil
 }
 
