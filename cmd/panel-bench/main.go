@@ -46,7 +46,7 @@ type bench struct {
 	// the raw D-Bus event, the floor of the websocket figure.
 	httpAddr  string
 	killFloor time.Duration
-	failed  bool
+	failed    bool
 }
 
 func main() {
