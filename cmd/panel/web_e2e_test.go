@@ -160,3 +160,48 @@ func testWebLive(t *testing.T, backend string) {
 		t.Errorf("after support's refused stop:\n%s", st)
 	}
 }
+
+// TestTokenCommands: `panel token add/list/revoke` through the daemon, and
+// the token working on /api/v1 over TCP as its user until it is revoked.
+func TestTokenCommands(t *testing.T) {
+	addr := freeAddr(t)
+	d := newDaemonOn(t, "supervise", addr)
+	d.must("user", "add", "carl", "--role", "customer", "--db", d.db)
+	out := d.must("token", "add", "carl", "--name", "deploy")
+	tokenRe := regexp.MustCompile(`(?m)^(ikb_[a-z2-7]+)$`)
+	m := tokenRe.FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "Token 1 for carl (deploy), shown once") {
+		t.Fatalf("token add printed:\n%s", out)
+	}
+	if list := d.must("token", "list"); !strings.Contains(list, "carl") || !strings.Contains(list, "deploy") || strings.Contains(list, m[1]) {
+		t.Errorf("token list (must name it, never show it):\n%s", list)
+	}
+	get := func() int {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/instances", nil)
+		req.Header.Set("Authorization", "Bearer "+m[1])
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if s := get(); s != http.StatusOK {
+		t.Fatalf("the token on /api/v1: %d", s)
+	}
+	if out := d.must("token", "revoke", "1"); !strings.Contains(out, "Revoked token 1") {
+		t.Errorf("revoke printed %q", out)
+	}
+	if s := get(); s != http.StatusUnauthorized {
+		t.Errorf("a revoked token: %d", s)
+	}
+	if _, err := d.panel("token", "revoke", "nope"); err == nil {
+		t.Errorf("revoke of a non-number succeeded")
+	}
+	audit := d.must("audit", "-n", "10")
+	for _, action := range []string{"token-create", "token-revoke"} {
+		if !strings.Contains(audit, action) {
+			t.Errorf("audit lacks %s:\n%s", action, audit)
+		}
+	}
+}
