@@ -453,19 +453,8 @@ func browserReconnectResumesLog(t *testing.T, c *chrome) {
 	ann.open("/instances/site")
 	ann.waitLive()
 	ann.markPage()
-	var want []string
-	add := func(from, to int) {
-		for i := from; i <= to; i++ {
-			line := fmt.Sprintf("line %02d", i)
-			if err := e.fb.AddLog("site", line); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, line)
-		}
-	}
-	shows := func(n int) string {
-		return fmt.Sprintf(`(function () { var l = %s; return l.length >= %d && l[l.length-1] === %s; })()`, logTexts, n, jsQuote(want[n-1]))
-	}
+	lw := &lineWriter{t: t, e: e, id: "site"}
+	add, shows := lw.add, lw.shows
 	add(1, 5)
 	ann.waitWithin(liveWithin, "the first lines", shows(5))
 
@@ -484,8 +473,8 @@ func browserReconnectResumesLog(t *testing.T, c *chrome) {
 	ann.waitWithin(liveWithin, "the lines written while disconnected", shows(10))
 	add(11, 12)
 	ann.waitWithin(liveWithin, "the lines written after", shows(12))
-	if got := evalPage[[]string](ann, logTexts); !slices.Equal(got, want) {
-		t.Errorf("the log panel shows\n%q\nwant each line once, in order:\n%q", got, want)
+	if got := evalPage[[]string](ann, logTexts); !slices.Equal(got, lw.want) {
+		t.Errorf("the log panel shows\n%q\nwant each line once, in order:\n%q", got, lw.want)
 	}
 	if marks := evalPage[[]string](ann, logMarks); len(marks) != 0 {
 		t.Errorf("the resumed log shows markers %q", marks)
@@ -586,19 +575,8 @@ func browserPanelRestart(t *testing.T, c *chrome) {
 	ann.open("/instances/site")
 	ann.waitLive()
 	ann.markPage()
-	var want []string
-	add := func(from, to int) {
-		for i := from; i <= to; i++ {
-			line := fmt.Sprintf("line %02d", i)
-			if err := e.fb.AddLog("site", line); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, line)
-		}
-	}
-	shows := func(n int) string {
-		return fmt.Sprintf(`(function () { var l = %s; return l.length >= %d && l[l.length-1] === %s; })()`, logTexts, n, jsQuote(want[n-1]))
-	}
+	lw := &lineWriter{t: t, e: e, id: "site"}
+	add, shows := lw.add, lw.shows
 	add(1, 5)
 	ann.waitWithin(liveWithin, "the first lines", shows(5))
 	ann.recordLiveStates()
@@ -607,8 +585,8 @@ func browserPanelRestart(t *testing.T, c *chrome) {
 		`window.__states.indexOf("closed") >= 0 && document.body.getAttribute("data-live-state") === "open"`)
 	add(6, 7)
 	ann.waitWithin(liveWithin, "the lines written after the restart", shows(7))
-	if got := evalPage[[]string](ann, logTexts); !slices.Equal(got, want) {
-		t.Errorf("after the restart the log panel shows\n%q\nwant each line once, in order:\n%q", got, want)
+	if got := evalPage[[]string](ann, logTexts); !slices.Equal(got, lw.want) {
+		t.Errorf("after the restart the log panel shows\n%q\nwant each line once, in order:\n%q", got, lw.want)
 	}
 	marks := evalPage[[]string](ann, logMarks)
 	if len(marks) != 1 || !strings.Contains(marks[0], "log restarted") {
@@ -815,4 +793,29 @@ func (p *trackedPanel) restart() {
 	addr := p.ln.Addr().String()
 	p.stop()
 	p.start(addr)
+}
+
+// lineWriter adds numbered lines to an instance's log and remembers them,
+// for the stories that check what the page shows.
+type lineWriter struct {
+	t    *testing.T
+	e    *panelEnv
+	id   string
+	want []string
+}
+
+func (w *lineWriter) add(from, to int) {
+	w.t.Helper()
+	for i := from; i <= to; i++ {
+		line := fmt.Sprintf("line %02d", i)
+		if err := w.e.fb.AddLog(procmgr.InstanceID(w.id), line); err != nil {
+			w.t.Fatal(err)
+		}
+		w.want = append(w.want, line)
+	}
+}
+
+// shows is a page expression: the log's last line is the nth added.
+func (w *lineWriter) shows(n int) string {
+	return fmt.Sprintf(`(function () { var l = %s; return l.length >= %d && l[l.length-1] === %s; })()`, logTexts, n, jsQuote(w.want[n-1]))
 }

@@ -192,15 +192,24 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return echo.NewHTTPError(http.StatusUnauthorized, "not signed in")
 		}
-		if unsafeMethod(c.Request().Method) {
-			if err := s.csrfOK(c, sess); err != nil {
-				return err
-			}
+		if err := s.admit(c, sess); err != nil {
+			return err
 		}
-		c.Set(sessionKey, sess)
-		c.Set(principalKey, sess.Principal)
 		return next(c)
 	}
+}
+
+// admit lets a session's request through: a state-changing one only with
+// the origin and CSRF checks passed.
+func (s *Server) admit(c echo.Context, sess auth.Session) error {
+	if unsafeMethod(c.Request().Method) {
+		if err := s.csrfOK(c, sess); err != nil {
+			return err
+		}
+	}
+	c.Set(sessionKey, sess)
+	c.Set(principalKey, sess.Principal)
+	return nil
 }
 
 func sessionOf(c echo.Context) auth.Session {
@@ -248,13 +257,9 @@ func (s *Server) authenticateAPI(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ikabud"`)
 			return echo.NewHTTPError(http.StatusUnauthorized, "sign in, or send an API token: Authorization: Bearer <token>")
 		}
-		if unsafeMethod(c.Request().Method) {
-			if err := s.csrfOK(c, sess); err != nil {
-				return err
-			}
+		if err := s.admit(c, sess); err != nil {
+			return err
 		}
-		c.Set(sessionKey, sess)
-		c.Set(principalKey, sess.Principal)
 		return next(c)
 	}
 }
