@@ -205,3 +205,33 @@ func TestTokenCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestTakenHTTPAddressDoesNotStopThePanel: someone (a tenant's PHP, say)
+// holds the panel's TCP address while it starts; the panel serves its Unix
+// socket anyway, and takes the address once it is free.
+func TestTakenHTTPAddressDoesNotStopThePanel(t *testing.T) {
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := holder.Addr().String()
+	d := newDaemonOn(t, "supervise", addr) // returns once the socket answers
+	if out := d.must("list"); !strings.Contains(out, "ID") {
+		t.Errorf("list over the socket while the address is taken:\n%s", out)
+	}
+	holder.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the panel never took its address after it was freed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
