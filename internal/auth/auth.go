@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -165,6 +166,11 @@ type Service struct {
 	// argon2Runs counts argon2id computations of password checks, so that
 	// tests can tell that every failure path costs one (export_test.go).
 	argon2Runs atomic.Uint64
+	// hashSlots bounds the argon2id computations running at once (idKey).
+	hashSlots chan struct{}
+	// hashing and hashPeak count the computations running, and the most
+	// ever at once (export_test.go).
+	hashing, hashPeak atomic.Int64
 }
 
 // NewService returns a Service with production options.
@@ -189,12 +195,13 @@ func NewServiceWith(db *store.DB, log *slog.Logger, opts Options) *Service {
 		now = time.Now
 	}
 	return &Service{
-		db:     db,
-		log:    log,
-		argon2: params,
-		now:    now,
-		limits: newLoginLimiter(),
-		feed:   newRevocationFeed(),
+		db:        db,
+		log:       log,
+		argon2:    params,
+		now:       now,
+		limits:    newLoginLimiter(),
+		hashSlots: make(chan struct{}, max(runtime.NumCPU(), 1)),
+		feed:      newRevocationFeed(),
 	}
 }
 
@@ -225,7 +232,7 @@ func (s *Service) AddUser(ctx context.Context, name string, role Role, password 
 			return nil, err
 		}
 		var err error
-		if hash, err = hashPassword(password, s.argon2); err != nil {
+		if hash, err = s.hashPassword(password); err != nil {
 			return nil, fmt.Errorf("auth: add user %q: %w", name, err)
 		}
 	}

@@ -79,12 +79,13 @@ const argon2idPrefix = "$argon2id$"
 
 // hashPassword returns the argon2id PHC string of password with a fresh salt:
 // $argon2id$v=19$m=<KiB>,t=<passes>,p=<threads>$<salt>$<key>.
-func hashPassword(password string, p Argon2Params) (string, error) {
+func (s *Service) hashPassword(password string) (string, error) {
+	p := s.argon2
 	salt := make([]byte, argon2SaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, argon2KeyLen)
+	key := s.idKey([]byte(password), salt, p, argon2KeyLen)
 	return fmt.Sprintf("%sv=%d$m=%d,t=%d,p=%d$%s$%s", argon2idPrefix, argon2.Version,
 		p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
@@ -148,7 +149,7 @@ func (s *Service) verifyPassword(stored, password string) (ok, stale bool, err e
 		if err != nil {
 			return false, false, fmt.Errorf("%w: %w", errUnusableHash, err)
 		}
-		key := argon2.IDKey([]byte(password), h.salt, h.params.Time, h.params.MemoryKiB, h.params.Threads, uint32(len(h.key)))
+		key := s.idKey([]byte(password), h.salt, h.params, uint32(len(h.key)))
 		s.argon2Runs.Add(1)
 		ok = subtle.ConstantTimeCompare(key, h.key) == 1
 		stale = h.params != s.argon2 || len(h.salt) != argon2SaltLen || len(h.key) != argon2KeyLen
@@ -187,7 +188,7 @@ func (s *Service) burnCompare(password string) {
 	if len(password) > MaxPasswordLen {
 		password = password[:MaxPasswordLen]
 	}
-	key := argon2.IDKey([]byte(password), []byte(dummySalt), s.argon2.Time, s.argon2.MemoryKiB, s.argon2.Threads, argon2KeyLen)
+	key := s.idKey([]byte(password), []byte(dummySalt), s.argon2, argon2KeyLen)
 	s.argon2Runs.Add(1)
 	_ = subtle.ConstantTimeCompare(key, make([]byte, argon2KeyLen))
 }
@@ -229,7 +230,7 @@ func (s *Service) CheckPassword(ctx context.Context, name, password string) (*st
 // rehash replaces u's stored hash by one at the service's costs, unless the password was
 // changed meanwhile.
 func (s *Service) rehash(ctx context.Context, u *store.User, password string) {
-	hash, err := hashPassword(password, s.argon2)
+	hash, err := s.hashPassword(password)
 	if err == nil {
 		err = s.db.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &hash, IfPasswordHash: &u.PasswordHash})
 	}
@@ -272,4 +273,17 @@ func GeneratePassword() (string, error) {
 		}
 	}
 	return string(out), nil
+}
+
+// idKey computes one argon2id key. At most one per CPU runs at once: each
+// takes MemoryKiB of memory (64 MiB in production), so a burst of sign-ins
+// must queue rather than add up to gigabytes.
+func (s *Service) idKey(password, salt []byte, p Argon2Params, keyLen uint32) []byte {
+	s.hashSlots <- struct{}{}
+	defer func() { <-s.hashSlots }()
+	n := s.hashing.Add(1)
+	defer s.hashing.Add(-1)
+	for peak := s.hashPeak.Load(); n > peak && !s.hashPeak.CompareAndSwap(peak, n); peak = s.hashPeak.Load() {
+	}
+	return argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, keyLen)
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,4 +202,27 @@ func TestUnknownUserCostsLikeWrongPassword(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPasswordChecksQueue: a burst of sign-ins never runs more argon2id
+// computations at once than there are CPUs (each takes 64 MiB in
+// production).
+func TestPasswordChecksQueue(t *testing.T) {
+	db := storetest.Open(t, store.DialectSQLite, store.Options{})
+	s := auth.NewServiceWith(db, storetest.Logger(t), auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 4 * 1024, Time: 2, Threads: 1}})
+	if _, err := s.AddUser(t.Context(), "erin", auth.RoleCustomer, "correct horse", nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 * runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.CheckPassword(t.Context(), "erin", "wrong horse")
+		}()
+	}
+	wg.Wait()
+	if peak := auth.HashPeak(s); peak > int64(runtime.NumCPU()) || peak < 1 {
+		t.Errorf("%d argon2id computations ran at once, want 1..%d", peak, runtime.NumCPU())
+	}
 }

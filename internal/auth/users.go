@@ -219,7 +219,7 @@ func (s *Service) ResetPassword(ctx context.Context, p Principal, userID uint, n
 // setPassword stores a new hash for u, unless the stored one changed since u was read, and
 // ends u's sessions.
 func (s *Service) setPassword(ctx context.Context, u *store.User, next string, detail *string) error {
-	hash, err := hashPassword(next, s.argon2)
+	hash, err := s.hashPassword(next)
 	if err != nil {
 		return fmt.Errorf("auth: set password of %q: %w", u.Name, err)
 	}
