@@ -76,15 +76,11 @@ func (s *Service) record(ctx context.Context, actor string, actorID *uint, actio
 }
 
 // auditName returns the actor to record for a tried sign-in name, and what to add to the
-// detail: a valid name is recorded as it is; anything else (it may be junk, or a password typed
-// into the wrong field) as "?", with a short quoted copy in the detail.
+// detail: a valid name is recorded as it is; anything else as "?" with only its length. It may
+// be a password typed into the wrong field, and support staff read the audit log.
 func auditName(name string) (actor, detail string) {
 	if ValidateUserName(name) == nil {
 		return name, ""
 	}
-	cut := name
-	if len(cut) > maxNameLen {
-		cut = cut[:maxNameLen]
-	}
-	return "?", fmt.Sprintf("name %q, ", cut)
+	return "?", fmt.Sprintf("an invalid name of %d bytes, ", len(name))
 }

@@ -223,8 +223,9 @@ func (s *Service) checkSession(ctx context.Context, id string, now time.Time) (*
 }
 
 // Logout ends the session of token. A token without a session (malformed, unknown, already
-// ended) is not an error: the session is gone either way. An ended session is audited and its
-// user published on the revocation feed.
+// ended) is not an error: the session is gone either way. An ended session is audited. It is
+// not published on the revocation feed, which ends every session's sockets of the user: the
+// caller ends this session's own (and SessionValid fails for it from now on).
 func (s *Service) Logout(ctx context.Context, token string) error {
 	if !wellFormedSessionToken(token) {
 		return nil
@@ -239,12 +240,11 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	}
 	err = s.db.DeleteSession(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // ended meanwhile by someone else, who published and audited it
+		return nil // ended meanwhile by someone else, who audited it
 	}
 	if err != nil {
 		return fmt.Errorf("auth: sign out: %w", err)
 	}
-	s.feed.publish(row.UserID)
 	actor := "?"
 	if u, err := s.db.GetUserByID(ctx, row.UserID); err == nil {
 		actor = u.Name

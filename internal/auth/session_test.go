@@ -70,8 +70,8 @@ func TestLoginRefusals(t *testing.T) {
 		for _, c := range []struct{ name, password, actor, detail string }{
 			{"alice", "wrong horse", "alice", "bad credentials"},
 			{"nobody", "correct horse", "nobody", "bad credentials"},
-			{"Robert'); DROP TABLE users;--", "x", "?", `name "Robert'); DROP TABLE users;--"`},
-			{strings.Repeat("n", 100), "x", "?", `name "` + strings.Repeat("n", 32) + `"`},
+			{"Robert'); DROP TABLE users;--", "x", "?", "an invalid name of 29 bytes"},
+			{strings.Repeat("n", 100), "x", "?", "an invalid name of 100 bytes"},
 		} {
 			_, err := e.svc.Login(e.ctx, c.name, c.password, addr("192.0.2.99"))
 			if !errors.Is(err, auth.ErrBadCredentials) {
@@ -79,8 +79,10 @@ func TestLoginRefusals(t *testing.T) {
 			}
 			ev := e.lastAudit("login")
 			wantAudit(t, ev, c.actor, "refused", c.detail, "bad credentials")
-			if strings.Contains(ev.Detail, strings.Repeat("n", 33)) {
-				t.Errorf("audit detail holds the whole over-long name: %q", ev.Detail)
+			// A name that is no user name may be a password typed in the
+			// wrong field: none of it is recorded.
+			if strings.Contains(ev.Detail, "nnnn") || strings.Contains(ev.Detail, "DROP") {
+				t.Errorf("audit detail holds the tried name: %q", ev.Detail)
 			}
 			if c.password != "x" && strings.Contains(ev.Detail, c.password) {
 				t.Errorf("audit detail holds the password: %q", ev.Detail)
@@ -227,7 +229,7 @@ func TestSessionPrincipalRefusesJunk(t *testing.T) {
 
 func TestLogout(t *testing.T) {
 	run(t, func(t *testing.T, e *env) {
-		p := e.user("alice", auth.RoleCustomer, "correct horse")
+		e.user("alice", auth.RoleCustomer, "correct horse")
 		s1 := e.login("alice", "correct horse")
 		s2 := e.login("alice", "correct horse")
 		feed, err := e.svc.SubscribeRevocations(t.Context())
@@ -243,9 +245,9 @@ func TestLogout(t *testing.T) {
 		if _, err := e.svc.SessionPrincipal(e.ctx, s2.Token); err != nil {
 			t.Errorf("the other session ended too: %v", err)
 		}
-		if got := recv(t, feed); got != p.UserID {
-			t.Errorf("revocation feed sent %d, want %d", got, p.UserID)
-		}
+		// The user's other sessions (and their sockets) live on: nothing
+		// is published; the caller ends this session's sockets itself.
+		quiet(t, feed)
 		ev := e.lastAudit("logout")
 		wantAudit(t, ev, "alice", "ok", "session "+s1.ID[:8])
 		if strings.Contains(ev.Detail, s1.Token) || strings.Contains(ev.Detail, s1.ID) {

@@ -186,7 +186,8 @@ func (s *Service) allTokens(ctx context.Context) ([]TokenView, error) {
 
 // RevokeToken deletes the API token with that id: p's own, or anyone's for an admin. A token of
 // somebody else answers ErrNotFound, like one that does not exist, so that ids tell nothing.
-// The owner is published on the revocation feed.
+// Nothing is published on the revocation feed: a token has no websockets, and it stops working
+// at its next use.
 func (s *Service) RevokeToken(ctx context.Context, p Principal, id uint) (err error) {
 	detail := fmt.Sprintf("token %d", id)
 	defer func() { s.audit(ctx, p, actionTokenRevoke, detail, err) }()
@@ -203,7 +204,6 @@ func (s *Service) RevokeToken(ctx context.Context, p Principal, id uint) (err er
 	} else if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
-	s.feed.publish(t.UserID)
 	return nil
 }
 

@@ -202,9 +202,8 @@ func TestTokenPermissions(t *testing.T) {
 		if err := e.svc.RevokeToken(e.ctx, alice, va.ID); err != nil {
 			t.Errorf("alice revokes her own: %v", err)
 		}
-		if got := recv(t, feed); got != alice.UserID {
-			t.Errorf("feed sent %d, want alice", got)
-		}
+		// A token has no sockets: revoking it ends none of alice's pages.
+		quiet(t, feed)
 		if err := e.svc.RevokeToken(e.ctx, alice, va.ID); !errors.Is(err, auth.ErrNotFound) {
 			t.Errorf("revoke twice: %v", err)
 		}

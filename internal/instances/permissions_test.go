@@ -199,7 +199,8 @@ func TestPermissionsCustomer(t *testing.T) {
 		isErr(t, err, instances.ErrForbidden, "customer audit of all")
 		assertNoChangingCalls(t, p.fb, calls)
 		// Every refused attempt on an instance that exists is on record,
-		// with who tried and what.
+		// with who tried and what (written without making the caller wait).
+		p.idle()
 		for _, id := range []string{"bob-wp"} {
 			evs := p.audit(id)
 			for _, action := range []string{"view", "start", "stop", "restart", "health", "logs", "audit", "kill", "remove", "set"} {
@@ -207,6 +208,19 @@ func TestPermissionsCustomer(t *testing.T) {
 					t.Errorf("alice's refused %s on %s is not audited: %s", action, id, describeAudit(evs))
 				}
 			}
+		}
+		// Bob's own trail of his instance does not tell him who probed it.
+		bobs, err := p.svc.Audit(ctx, p.bob, instances.AuditQuery{Instance: "bob-wp", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range bobs {
+			if ev.Result == instances.ResultRefused {
+				t.Errorf("bob's trail shows someone else's refused attempt: %+v", ev)
+			}
+		}
+		if sup, _ := p.svc.Audit(ctx, p.support, instances.AuditQuery{Instance: "bob-wp", Limit: 100}); len(sup) <= len(bobs) {
+			t.Errorf("support sees %d records of bob-wp, bob %d: staff must see the refusals", len(sup), len(bobs))
 		}
 		ownEvs := p.audit("alice-wp")
 		for _, action := range []string{"set", "kill", "remove"} {

@@ -41,7 +41,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
 	// Creates still provisioning in the background are waited for too.
-	defer func() { cancel(); wg.Wait(); s.background.Wait() }()
+	defer func() { cancel(); wg.Wait(); s.background.Wait(); s.refusals.Wait() }()
 	// retry is set while a re-read after lost events has yet to succeed.
 	var retry <-chan time.Time
 	for {
@@ -295,7 +295,7 @@ func (s *Service) mayAutoStart(id procmgr.InstanceID) bool {
 // empty, or ctx ends. Tests and shutdown use it.
 func (s *Service) WaitIdle(ctx context.Context) error {
 	for {
-		if s.inflight.Load() == 0 && s.pending.Load() == 0 {
+		if s.inflight.Load() == 0 && s.pending.Load() == 0 && s.refusing.Load() == 0 {
 			return nil
 		}
 		select {

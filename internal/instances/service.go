@@ -175,6 +175,10 @@ type Service struct {
 
 	// background counts creates provisioning after BeginCreate returned.
 	background sync.WaitGroup
+	// refusals counts refusal records being written (auditRefused).
+	refusals     sync.WaitGroup
+	refusing     atomic.Int64 // the same count, for WaitIdle
+	refusalSlots chan struct{}
 
 	views     procmgr.Fanout[View]
 	reconcile chan procmgr.InstanceID
@@ -192,14 +196,15 @@ func New(st Store, b Backend, opt Options) *Service {
 		now = time.Now
 	}
 	return &Service{
-		store:     st,
-		backend:   b,
-		layout:    opt.Layout,
-		log:       log,
-		now:       now,
-		entries:   map[procmgr.InstanceID]*entry{},
-		reconcile: make(chan procmgr.InstanceID, 4096),
-		started:   make(chan struct{}),
+		store:        st,
+		backend:      b,
+		layout:       opt.Layout,
+		log:          log,
+		now:          now,
+		entries:      map[procmgr.InstanceID]*entry{},
+		reconcile:    make(chan procmgr.InstanceID, 4096),
+		refusalSlots: make(chan struct{}, maxRefusalWrites),
+		started:      make(chan struct{}),
 	}
 }
 
@@ -379,8 +384,27 @@ func (s *Service) audit(p auth.Principal, action string, id procmgr.InstanceID, 
 	s.record(p, action, id, result, detail)
 }
 
+// maxRefusalWrites bounds the refusal records being written at once; past
+// it they are counted in the panel's log instead, so a flood of probes can
+// neither grow goroutines nor fill the audit table faster than it writes.
+const maxRefusalWrites = 256
+
+// auditRefused records a refusal without making the caller wait for it:
+// a refused request answers as fast as one about an instance that does not
+// exist, so timing does not tell a customer that someone else's does.
 func (s *Service) auditRefused(p auth.Principal, action string, id procmgr.InstanceID, why string) {
-	s.record(p, action, id, ResultRefused, why)
+	select {
+	case s.refusalSlots <- struct{}{}:
+	default:
+		s.log.Warn("refusal not recorded: too many at once", "instance", string(id), "action", action, "actor", p.Name)
+		return
+	}
+	s.refusals.Add(1)
+	s.refusing.Add(1)
+	go func() {
+		defer func() { <-s.refusalSlots; s.refusing.Add(-1); s.refusals.Done() }()
+		s.record(p, action, id, ResultRefused, why)
+	}()
 }
 
 func (s *Service) record(p auth.Principal, action string, id procmgr.InstanceID, result, detail string) {
@@ -440,10 +464,15 @@ func (s *Service) Audit(ctx context.Context, p auth.Principal, q AuditQuery) ([]
 	if err != nil {
 		return nil, err
 	}
-	out := make([]AuditEntry, len(evs))
-	for i, e := range evs {
-		out[i] = AuditEntry{ID: e.ID, At: e.At, Actor: e.Actor, ActorID: e.ActorID, Action: e.Action,
-			InstanceID: e.InstanceID, Result: e.Result, Detail: e.Detail}
+	out := make([]AuditEntry, 0, len(evs))
+	for _, e := range evs {
+		// A customer's trail of their instance leaves out other people's
+		// refused attempts on it: who probed is for staff to see.
+		if !CanAudit(p) && e.Result == ResultRefused && (e.ActorID == nil || *e.ActorID != p.UserID) {
+			continue
+		}
+		out = append(out, AuditEntry{ID: e.ID, At: e.At, Actor: e.Actor, ActorID: e.ActorID, Action: e.Action,
+			InstanceID: e.InstanceID, Result: e.Result, Detail: e.Detail})
 	}
 	return out, nil
 }

@@ -199,12 +199,15 @@ func (h *instanceHandlers) logs(c echo.Context) error {
 		return err
 	}
 	res := c.Response()
+	// A stream outlives the server's write timeout: each line gets its own.
+	rc := http.NewResponseController(res)
 	res.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	res.Header().Set("Cache-Control", "no-store")
 	res.WriteHeader(http.StatusOK)
 	res.Flush()
 	enc := json.NewEncoder(res)
 	for line := range ch {
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := enc.Encode(line); err != nil {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -60,9 +61,20 @@ func retryAfter(rl *auth.RateLimitError) string {
 	return itoa(max(secs, 1))
 }
 
-// safeNext keeps a post-sign-in redirect on this site: a local path only.
+// safeNext keeps a post-sign-in redirect on this site: a local absolute
+// path, no scheme or host, nothing a browser would strip or reinterpret
+// (controls, spaces, backslashes) to turn it into another site.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x21 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return next

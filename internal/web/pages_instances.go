@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -194,6 +195,9 @@ func (h instancePages) create(c echo.Context) error {
 	if errs, ok := fieldErrors(err); ok {
 		return refuse(errs)
 	}
+	if errors.Is(err, instances.ErrConflict) {
+		return refuse(map[string]string{"id": "is taken, or being created or removed: " + err.Error()})
+	}
 	if err != nil {
 		return err
 	}
@@ -211,6 +215,15 @@ func (h instancePages) editForm(c echo.Context) error {
 	}
 	m := instanceForm(h.s.pageFor(c, "Settings of "+v.ID, "dashboard"), true, v.ID, ownerValue(v.OwnerID), v.Spec, nil, h.s.svc.InstalledPHP(), h.owners(c))
 	return render(c, http.StatusOK, pages.InstanceForm(m))
+}
+
+func (h instancePages) isUser(c echo.Context, id uint) bool {
+	for _, u := range h.owners(c) {
+		if u.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func ownerValue(o *uint) string {
@@ -239,7 +252,11 @@ func (h instancePages) edit(c echo.Context) error {
 		return render(c, http.StatusUnprocessableEntity, pages.InstanceForm(m))
 	}
 	owner, err := parseOwner(ownerRaw)
+	if err == nil && owner != nil && !h.isUser(c, *owner) {
+		err = &procmgr.FieldError{Field: "owner_id", Value: ownerRaw, Rule: "must be the id of an existing user"}
+	}
 	if err != nil {
+		// Checked before anything is applied: the page says nothing changed.
 		errs, _ := fieldErrors(err)
 		return refuse(errs)
 	}

@@ -438,3 +438,35 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 }
 
 var rootP = rootPrincipal()
+
+func TestLoginNextStaysOnSite(t *testing.T) {
+	e := newPanelEnv(t)
+	for next, want := range map[string]string{
+		"/instances/x?y=1": "/instances/x?y=1", "//evil.example/": "/", "/\t/evil.example": "/", "/%09/evil.example": "/%09/evil.example",
+		"https://evil.example/": "/", "/\\evil.example": "/", "javascript:alert(1)": "/", "": "/", "/ok path": "/",
+	} {
+		r := e.browser().postForm("/login", url.Values{"username": {"alice"}, "password": {testPassword}, "next": {next}})
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != want {
+			t.Errorf("next %q: %d to %q, want %q", next, r.status, r.header.Get("Location"), want)
+		}
+	}
+}
+
+func TestFormsKeepValuesOnConflicts(t *testing.T) {
+	e := newPanelEnv(t)
+	e.mkInstance("site", nil)
+	a := e.login("ann")
+	// A taken id: 422 with the rule beside the id, not an error page.
+	r := a.postForm("/instances", url.Values{"id": {"site"}, "memory_max": {"300M"}})
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), `data-testid="error-id"`) || !strings.Contains(string(r.body), `value="300M"`) {
+		t.Errorf("create with a taken id: %d", r.status)
+	}
+	// An unknown owner is refused before anything is applied.
+	r = a.postForm("/instances/site/edit", url.Values{"memory_max": {"600M"}, "owner_id": {"9999"}})
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), `data-testid="error-owner_id"`) {
+		t.Errorf("edit with an unknown owner: %d", r.status)
+	}
+	if v, _ := e.svc.Get(context.Background(), rootP, "site"); v.Spec.MemoryMax != "512M" {
+		t.Errorf("a refused edit changed memory_max to %s", v.Spec.MemoryMax)
+	}
+}

@@ -243,6 +243,10 @@ func rowOf(m map[string]any, id string) map[string]any {
 
 func (e *panelEnv) auditHas(instance, actor, action, result string) bool {
 	e.t.Helper()
+	// Refusals are recorded without making the refused request wait.
+	if err := e.svc.WaitIdle(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 	evs, err := e.db.FindAudit(context.Background(), store.AuditFilter{InstanceID: instance, Limit: 1000})
 	if err != nil {
 		e.t.Fatal(err)

@@ -288,7 +288,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	status, body := statusOf(err)
 	if status >= 500 {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "instance", c.Param("id"), "err", err)
-		body.Error = "internal error: " + body.Error
+		// The cause (a database or host error) is for admins; others get
+		// a plain message, and the whole error is in the panel's log.
+		if p, ok := c.Get(principalKey).(auth.Principal); ok && p.Role == auth.RoleAdmin {
+			body.Error = "internal error: " + body.Error
+		} else {
+			body.Error = "internal error; the panel's log has the details"
+		}
 	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(status)

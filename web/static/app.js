@@ -145,7 +145,9 @@
   };
 
   // ---- log panel ------------------------------------------------------------------------------------------------
-  var CTL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+  // C0 and C1 controls, and the bidirectional overrides and isolates that
+  // could reorder what a reader sees.
+  var CTL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
   function appendText(el, text) {
     // Control characters (terminal escapes included) are shown as visible, inert codes.
     var i = 0, start = 0;
@@ -153,7 +155,8 @@
       if (CTL.test(text[i])) {
         if (i > start) el.appendChild(document.createTextNode(text.slice(start, i)));
         var c = document.createElement("span"); c.className = "ctl";
-        c.textContent = "\\x" + ("0" + text.charCodeAt(i).toString(16)).slice(-2);
+        var code = text.charCodeAt(i);
+        c.textContent = code < 0x100 ? "\\x" + ("0" + code.toString(16)).slice(-2) : "\\u" + ("000" + code.toString(16)).slice(-4);
         el.appendChild(c); start = i + 1;
       }
     }

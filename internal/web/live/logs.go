@@ -1,6 +1,7 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -39,11 +40,15 @@ func encodeLine(seq uint64, l procmgr.LogLine) *logLine {
 	// Valid UTF-8 first, then the length bound, so that the text the
 	// browser decodes is never longer than MaxLogLineLen.
 	text := procmgr.BoundLine(strings.ToValidUTF8(l.Text, "\uFFFD"))
-	raw, err := json.Marshal(wireLine{Seq: seq, At: l.At.UTC().Format(time.RFC3339Nano), Text: text})
-	if err != nil {
+	// No HTML escaping: the browser puts the text in textContent, and
+	// escaping would grow a line of '<' six-fold in every queue and backlog.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(wireLine{Seq: seq, At: l.At.UTC().Format(time.RFC3339Nano), Text: text}); err != nil {
 		panic("live: encode log line: " + err.Error()) // strings and an integer always encode
 	}
-	return &logLine{seq: seq, raw: raw}
+	return &logLine{seq: seq, raw: bytes.TrimSuffix(buf.Bytes(), []byte("\n"))}
 }
 
 // logs holds one follow per watched instance, shared by all its sockets.
