@@ -49,6 +49,7 @@ type serveConfig struct {
 	dbFile      string
 	publicURL   string
 	trusted     string
+	proxySocket string
 	layout      procmgr.Layout
 }
 
@@ -58,11 +59,12 @@ func parseServe(args []string) (serveConfig, error) {
 	fs := newFlagSet("serve")
 	fs.StringVar(&cfg.db, "db", envOr("IKABUD_DB", defaultDB), "database: sqlite:///path/panel.db or mysql://user@tcp(host:3306)/db (a password belongs in IKABUD_DB or --db-file, not here)")
 	fs.StringVar(&cfg.dbFile, "db-file", envOr("IKABUD_DB_FILE", ""), "read the database DSN from this root-only file")
-	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address")
+	fs.StringVar(&cfg.listen, "listen", envOr("IKABUD_LISTEN", "127.0.0.1:8080"), "HTTP address of the web panel and API, or none (behind a proxy on --proxy-socket)")
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "Unix socket for the command line (root only)")
 	fs.StringVar(&cfg.socketGroup, "socket-group", envOr("IKABUD_SOCKET_GROUP", ""), "also let this group use the socket (its members act as the panel user mapped to their uid)")
 	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto (systemd when the host was booted with it, else supervise), systemd or supervise")
 	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
+	fs.StringVar(&cfg.proxySocket, "proxy-socket", envOr("IKABUD_PROXY_SOCKET", ""), "a Unix socket for a reverse proxy on this host (nginx): only the web user (and root) may connect, and its X-Forwarded-For/-Proto are believed; needs --public-url")
 	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
@@ -83,6 +85,12 @@ func parseServe(args []string) (serveConfig, error) {
 	}
 	if err := cfg.layout.Validate(); err != nil {
 		return cfg, err
+	}
+	if cfg.proxySocket != "" && cfg.publicURL == "" {
+		return cfg, fmt.Errorf("%w: --proxy-socket needs --public-url, the address browsers reach the proxy at (https://panel.example.com)", errUsage)
+	}
+	if cfg.listen == "none" && cfg.proxySocket == "" {
+		return cfg, fmt.Errorf("%w: --listen none leaves the web panel unreachable: give --proxy-socket too", errUsage)
 	}
 	return cfg, nil
 }
@@ -292,7 +300,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return srv.WatchRevocations(gctx) })
 	g.Go(func() error { purgeSessions(gctx, authSvc, log); return nil })
-	g.Go(func() error { return serveTCP(gctx, srv, cfg.listen, log, stdout, backend.Name(), cfg.socket) })
+	if cfg.listen != "none" {
+		g.Go(func() error { return serveTCP(gctx, srv, cfg.listen, log, stdout, backend.Name(), cfg.socket) })
+	}
+	if cfg.proxySocket != "" {
+		ln, uid, err := listenProxy(cfg.proxySocket, cfg.layout.WebUser)
+		if err != nil {
+			stop()
+			g.Wait()
+			return err
+		}
+		g.Go(func() error { return srv.ServeProxy(gctx, ln, uid, 0) })
+		log.Info("panel serving its reverse proxy", "socket", cfg.proxySocket, "public_url", cfg.publicURL, "web_user", cfg.layout.WebUser)
+		fmt.Fprintf(stdout, "Ikabud Panel serves %s through its proxy socket %s (backend %s)\n", cfg.publicURL, cfg.proxySocket, backend.Name())
+	}
 	log.Info("panel serving", "socket", cfg.socket, "backend", backend.Name(), "db", db.Dialect(), "version", version)
 
 	<-gctx.Done()
@@ -352,6 +373,35 @@ func purgeSessions(ctx context.Context, a *auth.Service, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// listenProxy makes the reverse proxy's socket: group the web user's, mode
+// 0660, so that tenants (never members of that group) cannot connect; the
+// server also checks each peer's uid.
+func listenProxy(path, webUser string) (net.Listener, int, error) {
+	u, err := user.Lookup(webUser)
+	if err != nil {
+		return nil, 0, fmt.Errorf("--proxy-socket: web user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, 0, err
+	}
+	os.Remove(path) // a stale socket of a daemon that died; the lock says none runs
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chown(path, 0, gid); err != nil {
+		ln.Close()
+		return nil, 0, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, 0, err
+	}
+	return ln, uid, nil
 }
 
 // parseTrusted reads --trusted-proxy: addresses or CIDRs, comma-separated.

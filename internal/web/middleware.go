@@ -44,6 +44,14 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 // is believed only for the hops it appended, walking right to left, so a
 // header the client sent itself never chooses the address.
 func (s *Server) clientIP(r *http.Request) string {
+	if viaProxy(r) {
+		// The proxy appended the address it saw as the last hop.
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		if a, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-1])); err == nil {
+			return a.Unmap().String()
+		}
+		return "0.0.0.0" // a proxy that says nothing: one shared bucket
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -66,6 +74,11 @@ func (s *Server) clientIP(r *http.Request) string {
 	return addr.String()
 }
 
+func viaProxy(r *http.Request) bool {
+	v, _ := r.Context().Value(viaProxyKey).(bool)
+	return v
+}
+
 func (s *Server) isTrusted(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range s.trusted {
@@ -81,6 +94,9 @@ func (s *Server) isTrusted(a netip.Addr) bool {
 func (s *Server) secure(r *http.Request) bool {
 	if r.TLS != nil || (s.publicURL != nil && s.publicURL.Scheme == "https") {
 		return true
+	}
+	if viaProxy(r) {
+		return strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if a, err := netip.ParseAddr(host); err == nil && s.isTrusted(a) {

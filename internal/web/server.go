@@ -78,7 +78,10 @@ type Options struct {
 
 type ctxKey int
 
-const peerUIDKey ctxKey = 1
+const (
+	peerUIDKey  ctxKey = 1 // the Unix socket peer's uid (the command line's socket)
+	viaProxyKey ctxKey = 2 // the request came through the reverse proxy's socket
+)
 
 // New builds the Echo app with every route.
 func New(opt Options) (*Server, error) {
@@ -159,6 +162,34 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // (SO_PEERCRED) identifies the caller. At most MaxConns connections are
 // open at once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, func(ctx context.Context, c net.Conn) context.Context {
+		if uc, ok := unwrapUnix(c); ok {
+			if uid, err := peerUID(uc); err == nil {
+				return context.WithValue(ctx, peerUIDKey, uid)
+			}
+		}
+		return ctx
+	})
+}
+
+// ServeProxy serves HTTP on a Unix socket for a reverse proxy on this host
+// (nginx), until ctx ends. Only peers whose uid is in uids are served (the
+// web server's user, and root); others are hung up on at once. Requests
+// that came through it are browsers' (sessions and tokens, never the
+// socket peer's uid), and their X-Forwarded-For and X-Forwarded-Proto are
+// believed: no tenant can reach this socket to forge them, as any local
+// user can reach a loopback TCP port.
+func (s *Server) ServeProxy(ctx context.Context, ln net.Listener, uids ...int) error {
+	allowed := map[int]bool{}
+	for _, u := range uids {
+		allowed[u] = true
+	}
+	return s.serve(ctx, &peerFilter{Listener: ln, allowed: allowed, log: s.log}, func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, viaProxyKey, true)
+	})
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, connContext func(context.Context, net.Conn) context.Context) error {
 	srv := &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -170,14 +201,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Requests inherit ctx, so long streams (log follow) end when
 		// the server stops.
 		BaseContext: func(net.Listener) context.Context { return ctx },
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if uc, ok := unwrapUnix(c); ok {
-				if uid, err := peerUID(uc); err == nil {
-					return context.WithValue(ctx, peerUIDKey, uid)
-				}
-			}
-			return ctx
-		},
+		ConnContext: connContext,
 	}
 	go func() {
 		<-ctx.Done()
@@ -189,6 +213,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("web: %w", err)
 	}
 	return nil
+}
+
+// peerFilter accepts only Unix connections from allowed uids.
+type peerFilter struct {
+	net.Listener
+	allowed map[int]bool
+	log     *slog.Logger
+}
+
+func (l *peerFilter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uc, ok := c.(*net.UnixConn)
+		if ok {
+			if uid, err := peerUID(uc); err == nil && l.allowed[uid] {
+				return c, nil
+			} else if err == nil {
+				l.log.Warn("proxy socket: connection from a uid that is not the web server's refused", "uid", uid)
+			}
+		}
+		c.Close()
+	}
 }
 
 // unwrapUnix finds the Unix connection under netutil's limiting wrapper.
