@@ -16,7 +16,16 @@ import (
 
 // The session cookie. HttpOnly (no script reads it), SameSite=Lax (not sent
 // on cross-site posts), Secure when the panel is reached over TLS.
+// Over TLS it carries the __Host- prefix, so that a site on a sibling domain
+// (a tenant's, say) cannot plant one the browser would send ahead of ours.
 const sessionCookie = "ikabud_session"
+
+func (s *Server) cookieName(r *http.Request) string {
+	if s.secure(r) {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
 
 const sessionKey = "session"
 
@@ -172,7 +181,7 @@ func unsafeMethod(m string) bool {
 
 // session reads the request's session cookie; ok is false without a valid one.
 func (s *Server) session(c echo.Context) (auth.Session, bool) {
-	ck, err := c.Cookie(sessionCookie)
+	ck, err := c.Cookie(s.cookieName(c.Request()))
 	if err != nil || ck.Value == "" {
 		return auth.Session{}, false
 	}
@@ -187,12 +196,12 @@ func (s *Server) session(c echo.Context) (auth.Session, bool) {
 }
 
 func (s *Server) setSessionCookie(c echo.Context, sess auth.Session) {
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: sess.Token, Path: "/", Expires: sess.ExpiresAt,
+	c.SetCookie(&http.Cookie{Name: s.cookieName(c.Request()), Value: sess.Token, Path: "/", Expires: sess.ExpiresAt,
 		HttpOnly: true, Secure: s.secure(c.Request()), SameSite: http.SameSiteLaxMode})
 }
 
 func (s *Server) clearSessionCookie(c echo.Context) {
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+	c.SetCookie(&http.Cookie{Name: s.cookieName(c.Request()), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: s.secure(c.Request()), SameSite: http.SameSiteLaxMode})
 }
 

@@ -82,8 +82,8 @@ func TestProxySocket(t *testing.T) {
 		return res
 	}
 	res := login("203.0.113.50, 198.51.100.7")
-	if res.StatusCode != http.StatusSeeOther || !strings.Contains(res.Header.Get("Set-Cookie"), "Secure") {
-		t.Fatalf("sign in through the proxy: %s, cookie %q (want Secure: the proxy said https)", res.Status, res.Header.Get("Set-Cookie"))
+	if ck := res.Header.Get("Set-Cookie"); res.StatusCode != http.StatusSeeOther || !strings.Contains(ck, "Secure") || !strings.HasPrefix(ck, "__Host-ikabud_session=") {
+		t.Fatalf("sign in through the proxy: %s, cookie %q (want a Secure __Host- cookie: the proxy said https)", res.Status, ck)
 	}
 	evs, err := db.FindAudit(context.Background(), store.AuditFilter{Action: "login", Limit: 5})
 	if err != nil || len(evs) == 0 {
