@@ -21,5 +21,5 @@ missing=()
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 
 go build -o bin/panel ./cmd/panel
-echo "run: starting the panel; in another terminal try: bin/panel create wp-test-001 --cms wordpress" >&2
+echo "run: starting the panel; open the URL it prints and sign in as admin (the password is printed once, on the first run), or in another terminal try: bin/panel create wp-test-001 --cms wordpress" >&2
 exec bin/panel serve --init-admin admin "$@"
