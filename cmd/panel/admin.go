@@ -14,11 +14,16 @@ import (
 // cmdMigrate applies the database migrations.
 func cmdMigrate(args []string, stdout io.Writer) error {
 	fs := newFlagSet("migrate")
-	dsn := fs.String("db", envOr("IKABUD_DB", defaultDB), "database DSN")
+	dsn := fs.String("db", envOr("IKABUD_DB", defaultDB), "database DSN (a password only in IKABUD_DB or --db-file)")
+	dbFile := fs.String("db-file", envOr("IKABUD_DB_FILE", ""), "read the database DSN from this root-only file")
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
-	db, err := openStore(context.Background(), *dsn, slog.New(slog.DiscardHandler))
+	resolved, err := dbFromFlags(*dsn, *dbFile, args)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(context.Background(), resolved, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -30,11 +35,13 @@ func cmdMigrate(args []string, stdout io.Writer) error {
 // cmdUser manages panel users directly in the database.
 func cmdUser(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "add" {
-		return fmt.Errorf("%w: panel user add NAME [--role admin|support|customer] [--uid N]", errUsage)
+		return fmt.Errorf("%w: panel user add NAME --role admin|support|customer [--uid N]", errUsage)
 	}
 	fs := newFlagSet("user add")
-	dsn := fs.String("db", envOr("IKABUD_DB", defaultDB), "database DSN")
-	role := fs.String("role", "admin", "admin, support or customer")
+	dsn := fs.String("db", envOr("IKABUD_DB", defaultDB), "database DSN (a password only in IKABUD_DB or --db-file)")
+	dbFile := fs.String("db-file", envOr("IKABUD_DB_FILE", ""), "read the database DSN from this root-only file")
+	// No default: a user made without thinking about it must not be an admin.
+	role := fs.String("role", "", "admin, support or customer (required)")
 	uidFlag := fs.String("uid", "", "local Unix uid that acts as this user over the panel socket")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
@@ -42,6 +49,9 @@ func cmdUser(args []string, stdout io.Writer) error {
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: panel user add takes one user name", errUsage)
+	}
+	if *role == "" {
+		return fmt.Errorf("%w: panel user add needs --role admin, support or customer", errUsage)
 	}
 	r, err := auth.ParseRole(*role)
 	if err != nil {
@@ -55,8 +65,12 @@ func cmdUser(args []string, stdout io.Writer) error {
 		}
 		uid = &n
 	}
+	resolved, err := dbFromFlags(*dsn, *dbFile, args[1:])
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
-	db, err := openStore(ctx, *dsn, slog.New(slog.DiscardHandler))
+	db, err := openStore(ctx, resolved, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ const usage = `Ikabud Panel: PHP sites as real, contained PHP-FPM services.
 Usage:
   panel serve [flags]                 run the daemon: the web panel on http://127.0.0.1:8080, the CLI socket
   panel migrate [--db DSN]            apply database migrations
-  panel user add NAME [--role R] [--uid N]
+  panel user add NAME --role R [--uid N]
                                       add a panel user; prints a generated password
   panel token add USER [--name NAME]  make an API token for /api/v1 (printed once)
   panel token list [USER]             list API tokens

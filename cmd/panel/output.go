@@ -27,9 +27,16 @@ func printStatus(w io.Writer, v instances.View) {
 	fmt.Fprintf(w, "CMS: %s, PHP %s\n", v.CMS, v.PHP)
 	fmt.Fprintf(w, "User: %s\n", v.User)
 	fmt.Fprintf(w, "Socket: %s\n", v.Socket)
-	fmt.Fprintf(w, "Memory: %s (max %s)\n", humanBytes(st.MemoryBytes), st.Limits.MemoryMax)
-	fmt.Fprintf(w, "CPU: %s used (quota %s)\n", st.CPUUsage.Round(time.Millisecond), st.Limits.CPUQuota)
-	fmt.Fprintf(w, "Tasks: %d (max %d)\n", st.Tasks, st.Limits.TasksMax)
+	if running(st) {
+		fmt.Fprintf(w, "Memory: %s (max %s)\n", humanBytes(st.MemoryBytes), st.Limits.MemoryMax)
+		fmt.Fprintf(w, "CPU: %s used (quota %s)\n", st.CPUUsage.Round(time.Millisecond), st.Limits.CPUQuota)
+		fmt.Fprintf(w, "Tasks: %d (max %d)\n", st.Tasks, st.Limits.TasksMax)
+	} else {
+		// The last run's figures are not the present's.
+		fmt.Fprintf(w, "Memory: - (max %s)\n", st.Limits.MemoryMax)
+		fmt.Fprintf(w, "CPU: - (quota %s)\n", st.Limits.CPUQuota)
+		fmt.Fprintf(w, "Tasks: - (max %d)\n", st.Limits.TasksMax)
+	}
 	fmt.Fprintf(w, "Pool: pm=%s max_children=%s\n", v.Spec.PM, v.Spec.MaxChildren)
 	fmt.Fprintf(w, "Backend: %s\n", st.Backend)
 	for _, n := range st.Notes {
@@ -66,12 +73,26 @@ func printList(w io.Writer, vs []instances.View) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPID\tDESIRED\tCMS\tPHP\tMEMORY\tRESTARTS")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", v.ID, v.Status.State, v.Status.MainPID, v.Desired, v.CMS, v.PHP, humanBytes(v.Status.MemoryBytes), v.Status.Restarts)
+		mem := "-"
+		if running(v.Status) {
+			mem = humanBytes(v.Status.MemoryBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", v.ID, v.Status.State, v.Status.MainPID, v.Desired, v.CMS, v.PHP, mem, v.Status.Restarts)
 	}
 	tw.Flush()
 	if len(vs) == 0 {
 		fmt.Fprintln(w, "(no instances)")
 	}
+}
+
+// running reports whether a master runs now, so that its usage figures are
+// the present's.
+func running(st procmgr.Status) bool {
+	switch st.State {
+	case procmgr.StateRunning, procmgr.StateReloading, procmgr.StateStarting:
+		return st.MainPID > 1
+	}
+	return false
 }
 
 func printHealth(w io.Writer, id string, h procmgr.Health) {

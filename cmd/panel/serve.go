@@ -103,29 +103,37 @@ var dsnPasswordRe = regexp.MustCompile(`^mysql://[^:@/]*:[^@]*@`)
 // process's argv in /proc (and a unit's ExecStart over D-Bus); the
 // environment and a 0600 file are root's alone.
 func resolveDSN(cfg *serveConfig, args []string) error {
-	if cfg.dbFile != "" {
-		fi, err := os.Stat(cfg.dbFile)
+	db, err := dbFromFlags(cfg.db, cfg.dbFile, args)
+	cfg.db = db
+	return err
+}
+
+// dbFromFlags is the DSN every command that opens the database takes (serve,
+// migrate, user add): from --db-file when given, else --db / IKABUD_DB,
+// refusing a password given on the command line.
+func dbFromFlags(db, dbFile string, args []string) (string, error) {
+	if dbFile != "" {
+		fi, err := os.Stat(dbFile)
 		if err != nil {
-			return fmt.Errorf("--db-file: %w", err)
+			return "", fmt.Errorf("--db-file: %w", err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return fmt.Errorf("--db-file %s is readable by others (mode %v): chmod 600 it", cfg.dbFile, fi.Mode().Perm())
+			return "", fmt.Errorf("--db-file %s is readable by others (mode %v): chmod 600 it", dbFile, fi.Mode().Perm())
 		}
-		data, err := os.ReadFile(cfg.dbFile)
+		data, err := os.ReadFile(dbFile)
 		if err != nil {
-			return fmt.Errorf("--db-file: %w", err)
+			return "", fmt.Errorf("--db-file: %w", err)
 		}
-		cfg.db = strings.TrimSpace(string(data))
-		return nil
+		return strings.TrimSpace(string(data)), nil
 	}
 	for _, a := range args {
 		if strings.HasPrefix(a, "--db=") || strings.HasPrefix(a, "-db=") || a == "--db" || a == "-db" {
-			if dsnPasswordRe.MatchString(cfg.db) {
-				return fmt.Errorf("%w: --db carries a password, which every local user can read in the process list; put the DSN in IKABUD_DB (an EnvironmentFile= of mode 0600) or in a file given with --db-file", errUsage)
+			if dsnPasswordRe.MatchString(db) {
+				return "", fmt.Errorf("%w: --db carries a password, which every local user can read in the process list; put the DSN in IKABUD_DB (an EnvironmentFile= of mode 0600) or in a file given with --db-file", errUsage)
 			}
 		}
 	}
-	return nil
+	return db, nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
