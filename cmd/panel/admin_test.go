@@ -58,3 +58,23 @@ func TestStatusOfAStoppedInstance(t *testing.T) {
 		t.Errorf("running status lacks its memory:\n%s", b.String())
 	}
 }
+
+// TestServeFlagsAuditRetention: the retention has a default and a bound.
+func TestServeFlagsAuditRetention(t *testing.T) {
+	cfg, err := parseServe(nil)
+	if err != nil || cfg.auditDays != 400 {
+		t.Errorf("default retention %d days, %v; want 400", cfg.auditDays, err)
+	}
+	if cfg, err := parseServe([]string{"--audit-retention-days", "0"}); err != nil || cfg.auditDays != 0 {
+		t.Errorf("0 (keep all): %d, %v", cfg.auditDays, err)
+	}
+	if _, err := parseServe([]string{"--audit-retention-days", "-3"}); err == nil {
+		t.Errorf("a negative retention was taken")
+	}
+	if _, err := parseServe([]string{"--proxy-socket", "/run/x.sock"}); err == nil || !strings.Contains(err.Error(), "--public-url") {
+		t.Errorf("--proxy-socket without --public-url: %v", err)
+	}
+	if _, err := parseServe([]string{"--listen", "none"}); err == nil {
+		t.Errorf("--listen none without a proxy socket was taken")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -119,6 +120,17 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("panel "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
+}
+
+// envInt returns the environment variable as an integer, or def when unset
+// or not a number (the flag's own check then sees def).
+func envInt(key string, def int) int {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
 }
 
 // envOr returns the environment variable or def.

@@ -50,6 +50,7 @@ type serveConfig struct {
 	publicURL   string
 	trusted     string
 	proxySocket string
+	auditDays   int
 	layout      procmgr.Layout
 }
 
@@ -66,6 +67,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
 	fs.StringVar(&cfg.proxySocket, "proxy-socket", envOr("IKABUD_PROXY_SOCKET", ""), "a Unix socket for a reverse proxy on this host (nginx): only the web user (and root) may connect, and its X-Forwarded-For/-Proto are believed; needs --public-url")
 	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	fs.IntVar(&cfg.auditDays, "audit-retention-days", envInt("IKABUD_AUDIT_RETENTION_DAYS", 400), "delete audit records older than this many days (0 keeps them all)")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
 	fs.StringVar(&cfg.layout.InstancesRoot, "instances-root", envOr("IKABUD_INSTANCES_ROOT", d.InstancesRoot), "where instance files live")
@@ -85,6 +87,9 @@ func parseServe(args []string) (serveConfig, error) {
 	}
 	if err := cfg.layout.Validate(); err != nil {
 		return cfg, err
+	}
+	if cfg.auditDays < 0 || cfg.auditDays > 100*365 {
+		return cfg, fmt.Errorf("%w: --audit-retention-days must be 0 (keep all) to 36500 (got %d)", errUsage, cfg.auditDays)
 	}
 	if cfg.proxySocket != "" && cfg.publicURL == "" {
 		return cfg, fmt.Errorf("%w: --proxy-socket needs --public-url, the address browsers reach the proxy at (https://panel.example.com)", errUsage)
@@ -307,7 +312,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error { return srv.Serve(gctx, unixLn) })
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return srv.WatchRevocations(gctx) })
-	g.Go(func() error { purgeSessions(gctx, authSvc, log); return nil })
+	g.Go(func() error { housekeeping(gctx, authSvc, db, cfg.auditDays, log); return nil })
 	if cfg.listen != "none" {
 		g.Go(func() error { return serveTCP(gctx, srv, cfg.listen, log, stdout, backend.Name(), cfg.socket) })
 	}
@@ -365,8 +370,9 @@ func serveTCP(ctx context.Context, srv *web.Server, addr string, log *slog.Logge
 	}
 }
 
-// purgeSessions deletes expired sessions hourly.
-func purgeSessions(ctx context.Context, a *auth.Service, log *slog.Logger) {
+// housekeeping deletes expired sessions and audit records past their
+// retention, at start and then hourly.
+func housekeeping(ctx context.Context, a *auth.Service, db *store.DB, auditDays int, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -374,6 +380,14 @@ func purgeSessions(ctx context.Context, a *auth.Service, log *slog.Logger) {
 			log.Warn("purge expired sessions", "err", err)
 		} else if n > 0 {
 			log.Info("expired sessions purged", "count", n)
+		}
+		if auditDays > 0 {
+			cut := time.Now().AddDate(0, 0, -auditDays)
+			if n, err := db.DeleteAuditBefore(ctx, cut); err != nil && ctx.Err() == nil {
+				log.Warn("delete old audit records", "err", err)
+			} else if n > 0 {
+				log.Info("audit records past retention deleted", "count", n, "before", cut.Format(time.DateOnly))
+			}
 		}
 		select {
 		case <-ctx.Done():

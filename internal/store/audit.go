@@ -80,3 +80,29 @@ func (db *DB) FindAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error
 	}
 	return out, nil
 }
+
+// DeleteAuditBefore deletes the audit events that happened before t and
+// returns how many, in batches so that a large backlog does not hold one long
+// transaction over the table.
+func (db *DB) DeleteAuditBefore(ctx context.Context, t time.Time) (int64, error) {
+	const batch = 5000
+	var total int64
+	for {
+		var ids []uint64
+		if err := db.gorm.WithContext(ctx).Model(&AuditEvent{}).Where("at < ?", normTime(t)).
+			Order("id").Limit(batch).Pluck("id", &ids).Error; err != nil {
+			return total, translate(err, "find old audit events")
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		res := db.gorm.WithContext(ctx).Where("id IN ?", ids).Delete(&AuditEvent{})
+		if res.Error != nil {
+			return total, translate(res.Error, "delete old audit events")
+		}
+		total += res.RowsAffected
+		if len(ids) < batch {
+			return total, nil
+		}
+	}
+}

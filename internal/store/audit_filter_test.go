@@ -61,3 +61,29 @@ func TestFindAudit(t *testing.T) {
 		want("limit", ids(store.AuditFilter{Limit: 1}), 3)
 	})
 }
+
+// TestDeleteAuditBefore: retention deletes exactly the events older than the
+// cut, on both dialects.
+func TestDeleteAuditBefore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		for i := range 7 {
+			ev := store.AuditEvent{At: t0.Add(time.Duration(i) * 24 * time.Hour), Actor: "ann", Action: "start", Result: "ok"}
+			if err := db.AddAudit(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := db.DeleteAuditBefore(ctx, t0.Add(3*24*time.Hour))
+		if err != nil || n != 3 {
+			t.Fatalf("deleted %d, %v; want the 3 older events", n, err)
+		}
+		left, err := db.FindAudit(ctx, store.AuditFilter{Limit: 100})
+		if err != nil || len(left) != 4 || left[len(left)-1].At.Before(t0.Add(3*24*time.Hour)) {
+			t.Errorf("left %d events (%v), oldest %v", len(left), err, left)
+		}
+		if n, err := db.DeleteAuditBefore(ctx, t0); err != nil || n != 0 {
+			t.Errorf("nothing older: deleted %d, %v", n, err)
+		}
+	})
+}
