@@ -195,7 +195,8 @@ func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, de
 	if err != nil {
 		return View{}, err
 	}
-	defer func() { s.audit(p, action, id, err, "") }()
+	detail := ""
+	defer func() { s.audit(p, action, id, err, detail) }()
 	release, err := s.acquire(ctx, id)
 	if err != nil {
 		return View{}, err
@@ -203,6 +204,12 @@ func (s *Service) power(ctx context.Context, p auth.Principal, rawID, action, de
 	defer release()
 	if err := s.requireReady(id); err != nil {
 		return View{}, err
+	}
+	// A start of a running instance or a stop of a stopped one is no
+	// error, but the record says it changed nothing.
+	if row, _, st, _, ok := s.entryOf(id); ok && row.DesiredState == desired &&
+		(desired == DesiredStopped && st.State == procmgr.StateStopped || action == "start" && st.State == procmgr.StateRunning) {
+		detail = "no change: already " + string(st.State)
 	}
 	bctx, cancel := detached(ctx)
 	defer cancel()

@@ -88,3 +88,32 @@ func TestSetOwner(t *testing.T) {
 	}
 	e.wantAudit("site", "owner", "ok", "root")
 }
+
+// TestRepeatedPowerSaysNoChange: a second stop (or start) is no error, and
+// its audit record says it changed nothing.
+func TestRepeatedPowerSaysNoChange(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.create("site", nil, procmgr.SpecInput{})
+	for _, step := range []struct {
+		do     func() error
+		action string
+	}{
+		{func() error { _, err := e.svc.Stop(tctx(t), root, "site"); return err }, "stop"},
+		{func() error { _, err := e.svc.Start(tctx(t), root, "site"); return err }, "start"},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		if ev := e.wantAudit("site", step.action, "ok", "root"); ev.Detail != "" {
+			t.Errorf("the first %s says %q", step.action, ev.Detail)
+		}
+		if err := step.do(); err != nil {
+			t.Fatalf("second %s: %v", step.action, err)
+		}
+		evs := e.audit("site")
+		last := evs[len(evs)-1]
+		if last.Action != step.action || !strings.HasPrefix(last.Detail, "no change: already") {
+			t.Errorf("the second %s is recorded as %+v", step.action, last)
+		}
+	}
+}
