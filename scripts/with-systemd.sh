@@ -40,6 +40,9 @@ readonly SYSTEMD_ARGS=(
 	systemd.mask=systemd-tmpfiles-clean.timer
 	systemd.mask=systemd-tmpfiles-clean.service
 	systemd.mask=timers.target
+	# The host's services share our network namespace: a socket unit of one installed here (Erlang's epmd, with
+	# RabbitMQ) fails to bind its port, which the host's copy holds, and would leave the boot "degraded".
+	systemd.mask=epmd.socket
 )
 
 log() { printf 'with-systemd: %s\n' "$*" >&2; }
@@ -214,9 +217,9 @@ boot() {
 			boot_failed "not booted after ${BOOT_TIMEOUT}s (is-system-running: ${st:-no answer})"
 		sleep 0.05
 	done
-	log "private systemd PID $SD_PID is $st after $(elapsed "$t0")s (state and console log: $STATE)"
+	log "private systemd PID $SD_PID is $st after $(elapsed "$t0")s (state and console log, kept while it runs: $STATE)"
 	if [[ $st == degraded ]]; then
-		log "failed units: $(nsenter -t "$SD_PID" -a systemctl --failed --plain --no-legend 2>/dev/null |
+		log "failed units (harmless to the tests unless they are ours): $(nsenter -t "$SD_PID" -a systemctl --failed --plain --no-legend 2>/dev/null |
 			awk '{ printf "%s ", $1 }')"
 	fi
 }
