@@ -3,9 +3,11 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,7 +19,40 @@ import (
 // instanceHandlers are the JSON API's instance routes; each is a thin call
 // into the instances service.
 type instanceHandlers struct {
-	svc Instances
+	svc     Instances
+	follows followSlots
+}
+
+// MaxFollowsPerUser bounds the log streams (GET logs?follow=1) one user
+// holds open at once: each may take one of the backend's few journal
+// readers, which every other tenant's pages share.
+const MaxFollowsPerUser = 4
+
+// followSlots counts open log streams per user.
+type followSlots struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (f *followSlots) take(who string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	if f.n[who] >= MaxFollowsPerUser {
+		return false
+	}
+	f.n[who]++
+	return true
+}
+
+func (f *followSlots) give(who string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[who]--; f.n[who] <= 0 {
+		delete(f.n, who)
+	}
 }
 
 func (h *instanceHandlers) register(g *echo.Group) {
@@ -194,7 +229,13 @@ func (h *instanceHandlers) logs(c echo.Context) error {
 		}
 		return c.JSON(http.StatusOK, lines)
 	}
-	ch, err := h.svc.FollowLogs(ctx, principal(c), c.Param("id"), n)
+	p := principal(c)
+	who := p.Name + "/" + strconv.FormatUint(uint64(p.UserID), 10)
+	if !h.follows.take(who) {
+		return echo.NewHTTPError(http.StatusTooManyRequests, fmt.Sprintf("at most %d log streams per user at once", MaxFollowsPerUser))
+	}
+	defer h.follows.give(who)
+	ch, err := h.svc.FollowLogs(ctx, p, c.Param("id"), n)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/web"
 )
 
 // eventually polls cond until it holds or d passes; it is a bounded wait,
@@ -200,5 +201,43 @@ func TestShutdownEndsFollowStreams(t *testing.T) {
 	}
 	if !eventually(time.Second, func() bool { return e.fb.Followers() == 0 }) {
 		t.Errorf("the backend still has %d followers after the server stopped", e.fb.Followers())
+	}
+}
+
+// TestFollowLogsCappedPerUser: one user holds at most MaxFollowsPerUser log
+// streams at once (each may take one of the backend's few journal readers);
+// a slot is free again when a stream ends.
+func TestFollowLogsCappedPerUser(t *testing.T) {
+	e := newWebEnv(t, nil)
+	e.create("wp-a", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cancels []context.CancelFunc
+	for range web.MaxFollowsPerUser {
+		cctx, ccancel := context.WithCancel(ctx)
+		cancels = append(cancels, ccancel)
+		e.follow(cctx, "/api/v1/instances/wp-a/logs?follow=1&n=1")
+	}
+	if r := e.do("GET", "/api/v1/instances/wp-a/logs?follow=1&n=1", nil); r.status != http.StatusTooManyRequests {
+		t.Fatalf("one stream past the cap: %s, want 429", r)
+	}
+	cancels[0]()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/api/v1/instances/wp-a/logs?follow=1&n=1", nil)
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := res.StatusCode
+		if code == http.StatusOK {
+			res.Body.Close()
+			break
+		}
+		res.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot of an ended stream never came back: %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
