@@ -59,7 +59,9 @@ func (h instancePages) show(c echo.Context) error {
 	row := h.row(p, v)
 	m := viewmodel.InstancePage{Page: h.s.pageFor(c, v.ID, "dashboard"), Row: row, Settings: settingsOf(v),
 		Signals: []string{"TERM", "KILL", "HUP", "USR1", "USR2", "INT", "QUIT"}, LogLines: 2000, Owner: "nobody"}
-	if v.OwnerID != nil {
+	if v.OwnerID != nil && *v.OwnerID == p.UserID {
+		m.Owner = p.Name + " (you)"
+	} else if v.OwnerID != nil {
 		m.Owner = "user " + strconv.FormatUint(uint64(*v.OwnerID), 10)
 		if users, err := h.s.accounts.Users(ctx, p); err == nil {
 			for _, u := range users {

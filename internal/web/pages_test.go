@@ -189,6 +189,9 @@ func TestCustomerSeesOnlyOwn(t *testing.T) {
 	if v, _ := e.svc.Get(context.Background(), rootP, "bob-site"); v.Desired != "running" || v.Phase != "ready" {
 		t.Errorf("bob's instance changed: %+v", v)
 	}
+	if page := string(a.get("/instances/alice-site").body); !strings.Contains(page, "alice (you)") {
+		t.Errorf("alice's own instance page does not name her as its owner")
+	}
 	// Her own: she may stop it, but not edit, kill or remove it (403).
 	if r := a.postForm("/instances/alice-site/stop", url.Values{}); r.status != http.StatusSeeOther {
 		t.Errorf("alice stops her own: %s", r)
