@@ -313,15 +313,25 @@ func (s *Service) Kill(ctx context.Context, p auth.Principal, rawID, rawSignal s
 	return mapBackendErr(s.backend.Kill(ctx, id, sig))
 }
 
+// lockFor looks an instance up for an action p may take and takes its
+// action lock; release gives it back.
+func (s *Service) lockFor(ctx context.Context, p auth.Principal, rawID string, a access, action string) (procmgr.InstanceID, func(), error) {
+	id, err := s.lookup(p, rawID, a, action)
+	if err != nil {
+		return "", nil, err
+	}
+	release, err := s.acquire(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
+	return id, release, nil
+}
+
 // Set changes an instance's settings. Fields left empty keep their current
 // value. Limits alone are applied live; pool or PHP changes rewrite the config
 // and reload the pool gracefully.
 func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in procmgr.SpecInput) (v View, err error) {
-	id, err := s.lookup(p, rawID, accessManage, "set")
-	if err != nil {
-		return View{}, err
-	}
-	release, err := s.acquire(ctx, id)
+	id, release, err := s.lockFor(ctx, p, rawID, accessManage, "set")
 	if err != nil {
 		return View{}, err
 	}
@@ -412,11 +422,7 @@ func describeChange(a, b procmgr.Spec) string {
 // owner's role is not checked here, so an admin may park an instance with
 // a support account, which then sees it as it sees every instance.
 func (s *Service) SetOwner(ctx context.Context, p auth.Principal, rawID string, owner *uint) (v View, err error) {
-	id, err := s.lookup(p, rawID, accessManage, "owner")
-	if err != nil {
-		return View{}, err
-	}
-	release, err := s.acquire(ctx, id)
+	id, release, err := s.lockFor(ctx, p, rawID, accessManage, "owner")
 	if err != nil {
 		return View{}, err
 	}
