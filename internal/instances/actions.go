@@ -165,7 +165,10 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 // (Provision undid its own, this covers a half-made earlier attempt) and the
 // record.
 func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
-	if err := s.backend.Deprovision(ctx, id, false); err != nil {
+	// Purged: an instance that never became ready holds only what its own
+	// provisioning made, and a kept tree would refuse every later create
+	// of the id.
+	if err := s.backend.Deprovision(ctx, id, true); err != nil {
 		s.log.Error("rollback: deprovision", "instance", string(id), "action", "create", "err", err)
 	}
 	if err := s.store.DeleteInstance(ctx, string(id)); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -465,7 +468,11 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 	}
 	bctx, cancel := detached(ctx)
 	defer cancel()
-	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseRemoving }); err != nil {
+	phase := PhaseRemoving
+	if purge {
+		phase = PhasePurging
+	}
+	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = phase }); err != nil {
 		return err
 	}
 	if err := s.backend.Deprovision(bctx, id, purge); err != nil {

@@ -117,3 +117,22 @@ func TestRepeatedPowerSaysNoChange(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovePurgeIsStored: while a remove --purge runs, the stored phase
+// says purge, so a panel killed then finishes it as a purge.
+func TestRemovePurgeIsStored(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	e.create("site", nil, procmgr.SpecInput{})
+	entered, release := e.fb.Hold(fakebackend.OpDeprovision)
+	done := make(chan error, 1)
+	go func() { done <- e.svc.Remove(tctx(t), root, "site", true) }()
+	<-entered
+	if r := e.row("site"); r.Phase != instances.PhasePurging {
+		t.Errorf("phase during remove --purge: %q, want %q", r.Phase, instances.PhasePurging)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.rowGone("site")
+}

@@ -216,8 +216,9 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		err = s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" })
 		s.setStatus(st)
 		s.audit(p, "finish-create", id, err, "")
-	case PhaseRemoving:
-		err := s.backend.Deprovision(bctx, id, false)
+	case PhaseRemoving, PhasePurging:
+		purge := row.Phase == PhasePurging
+		err := s.backend.Deprovision(bctx, id, purge)
 		if err == nil {
 			err = s.store.DeleteInstance(bctx, string(id))
 			if errors.Is(err, store.ErrNotFound) {
@@ -230,7 +231,11 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 			s.mu.Unlock()
 			s.publish(id)
 		}
-		s.audit(p, "finish-remove", id, err, "")
+		detail := ""
+		if purge {
+			detail = "purge"
+		}
+		s.audit(p, "finish-remove", id, err, detail)
 	case PhaseReady:
 		switch {
 		case row.DesiredState == DesiredRunning && (state == procmgr.StateAbsent || state == procmgr.StateStopped):

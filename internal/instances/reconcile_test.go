@@ -63,6 +63,11 @@ func TestReconcileRollsBackFailedProvisioning(t *testing.T) {
 		if n := e.fb.CallsFor(fakebackend.OpDeprovision, "half-made"); n != 1 {
 			t.Errorf("deprovision called %d times, want 1", n)
 		}
+		// Purged: what the half-made create left would refuse every later
+		// create of the id.
+		if !deprovisionedWith(e.fb, "half-made", true) {
+			t.Errorf("the rollback kept the half-made instance's files")
+		}
 		if e.fb.Has("half-made") {
 			t.Errorf("backend still has the instance")
 		}
@@ -82,8 +87,18 @@ func TestReconcileFinishesRemoving(t *testing.T) {
 		e.fb.Seed(spec, procmgr.StateRunning)
 		// A removing row whose instance the host no longer has is finished too.
 		e.storeRow("gone", nil, instances.PhaseRemoving, instances.DesiredStopped, procmgr.SpecInput{})
+		// A remove --purge interrupted: finished as a purge.
+		pspec := e.storeRow("purged", nil, instances.PhasePurging, instances.DesiredRunning, procmgr.SpecInput{})
+		e.fb.Seed(pspec, procmgr.StateRunning)
 		e.run()
 		e.settle()
+		if !deprovisionedWith(e.fb, "purged", true) || !deprovisionedWith(e.fb, "going", false) {
+			t.Errorf("the stored purge choice was not honoured: %+v", e.fb.History())
+		}
+		e.rowGone("purged")
+		if ev := e.wantAudit("purged", "finish-remove", "ok", reconciler); ev.Detail != "purge" {
+			t.Errorf("finish-remove of a purge says %q", ev.Detail)
+		}
 
 		for _, id := range []string{"going", "gone"} {
 			if n := e.fb.CallsFor(fakebackend.OpDeprovision, procmgr.InstanceID(id)); n != 1 {
@@ -571,4 +586,14 @@ func TestRunFailsWhenSubscriptionRefused(t *testing.T) {
 	if !errors.Is(err, procmgr.ErrTooManySubscribers) || !strings.Contains(err.Error(), "subscribe") {
 		t.Errorf("Run with every subscriber place taken: %v, want an error wrapping ErrTooManySubscribers", err)
 	}
+}
+
+// deprovisionedWith reports whether the fake deprovisioned id with that purge flag.
+func deprovisionedWith(fb *fakebackend.Backend, id procmgr.InstanceID, purge bool) bool {
+	for _, c := range fb.History() {
+		if c.Op == fakebackend.OpDeprovision && c.ID == id && c.Purge == purge {
+			return true
+		}
+	}
+	return false
 }

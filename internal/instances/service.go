@@ -108,6 +108,9 @@ const (
 	PhaseProvisioning = "provisioning"
 	PhaseReady        = "ready"
 	PhaseRemoving     = "removing"
+	// PhasePurging is a removal that also deletes the instance's files: the
+	// choice is stored, so a panel killed half way finishes it as asked.
+	PhasePurging = "purging"
 
 	DesiredRunning = "running"
 	DesiredStopped = "stopped"

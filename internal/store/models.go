@@ -66,7 +66,7 @@ type Instance struct {
 	Spec string `gorm:"column:spec"`
 	// DesiredState is "running" or "stopped": what a person asked for.
 	DesiredState string `gorm:"column:desired_state"`
-	// Phase is "provisioning", "ready", "removing" or "failed".
+	// Phase is "provisioning", "ready", "removing", "purging" (removing and deleting the files) or "failed".
 	Phase string `gorm:"column:phase"`
 	// Generation goes up by one on each change of intent, so the reconciler can tell whether
 	// what it acted on is still current.

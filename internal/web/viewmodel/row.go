@@ -179,7 +179,7 @@ func stateWord(v instances.View) string {
 	switch v.Phase {
 	case instances.PhaseProvisioning:
 		return "provisioning"
-	case instances.PhaseRemoving:
+	case instances.PhaseRemoving, instances.PhasePurging:
 		return "removing"
 	case "removed":
 		return "removed"
@@ -192,7 +192,7 @@ func stateWord(v instances.View) string {
 
 func toneOf(v instances.View) Tone {
 	switch v.Phase {
-	case instances.PhaseProvisioning, instances.PhaseRemoving:
+	case instances.PhaseProvisioning, instances.PhaseRemoving, instances.PhasePurging:
 		return ToneBusy
 	}
 	switch v.Status.State {
