@@ -338,7 +338,7 @@ func TestRemove(t *testing.T) {
 			t.Fatal("remove with a failing backend succeeded")
 		}
 		r := e.row("wp-a")
-		if r.Phase != instances.PhaseRemoving || !strings.Contains(r.LastError, "userdel") {
+		if r.Phase != instances.PhasePurging || !strings.Contains(r.LastError, "userdel") {
 			t.Errorf("row after failed remove: phase %q error %q", r.Phase, r.LastError)
 		}
 		e.wantAudit("wp-a", "remove", "error", "root")
