@@ -19,7 +19,7 @@ func printStatus(w io.Writer, v instances.View) {
 	fmt.Fprintf(w, "PID: %d\n", st.MainPID)
 	fmt.Fprintf(w, "Restarts: %d\n", st.Restarts)
 	if st.LastExit != nil {
-		fmt.Fprintf(w, "Last exit: %s\n", describeExit(st.LastExit))
+		fmt.Fprintf(w, "Last exit: %s\n", st.LastExit)
 	}
 	if !st.Since.IsZero() {
 		fmt.Fprintf(w, "Since: %s\n", st.Since.Local().Format(time.DateTime))
@@ -27,7 +27,7 @@ func printStatus(w io.Writer, v instances.View) {
 	fmt.Fprintf(w, "CMS: %s, PHP %s\n", v.CMS, v.PHP)
 	fmt.Fprintf(w, "User: %s\n", v.User)
 	fmt.Fprintf(w, "Socket: %s\n", v.Socket)
-	if running(st) {
+	if st.Running() {
 		fmt.Fprintf(w, "Memory: %s (max %s)\n", humanBytes(st.MemoryBytes), st.Limits.MemoryMax)
 		fmt.Fprintf(w, "CPU: %s used (quota %s)\n", st.CPUUsage.Round(time.Millisecond), st.Limits.CPUQuota)
 		fmt.Fprintf(w, "Tasks: %d (max %d)\n", st.Tasks, st.Limits.TasksMax)
@@ -47,16 +47,6 @@ func printStatus(w io.Writer, v instances.View) {
 	}
 }
 
-func describeExit(e *procmgr.ExitInfo) string {
-	switch {
-	case e.Signal != "":
-		return fmt.Sprintf("killed by signal %s (result: %s)", e.Signal, e.Result)
-	case e.Code != 0:
-		return fmt.Sprintf("exited with code %d (result: %s)", e.Code, e.Result)
-	}
-	return "result: " + e.Result
-}
-
 func humanBytes(b uint64) string {
 	switch {
 	case b >= 1<<30:
@@ -74,7 +64,7 @@ func printList(w io.Writer, vs []instances.View) {
 	fmt.Fprintln(tw, "ID\tSTATE\tPID\tDESIRED\tCMS\tPHP\tMEMORY\tRESTARTS")
 	for _, v := range vs {
 		mem := "-"
-		if running(v.Status) {
+		if v.Status.Running() {
 			mem = humanBytes(v.Status.MemoryBytes)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", v.ID, v.Status.State, v.Status.MainPID, v.Desired, v.CMS, v.PHP, mem, v.Status.Restarts)
@@ -83,16 +73,6 @@ func printList(w io.Writer, vs []instances.View) {
 	if len(vs) == 0 {
 		fmt.Fprintln(w, "(no instances)")
 	}
-}
-
-// running reports whether a master runs now, so that its usage figures are
-// the present's.
-func running(st procmgr.Status) bool {
-	switch st.State {
-	case procmgr.StateRunning, procmgr.StateReloading, procmgr.StateStarting:
-		return st.MainPID > 1
-	}
-	return false
 }
 
 func printHealth(w io.Writer, id string, h procmgr.Health) {

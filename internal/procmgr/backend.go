@@ -59,6 +59,28 @@ type ExitInfo struct {
 	Signal string `json:"signal,omitempty"`
 }
 
+// String says how the master ended, for people: "killed by signal KILL
+// (result: signal)".
+func (e ExitInfo) String() string {
+	switch {
+	case e.Signal != "":
+		return fmt.Sprintf("killed by signal %s (result: %s)", e.Signal, e.Result)
+	case e.Code != 0:
+		return fmt.Sprintf("exited with code %d (result: %s)", e.Code, e.Result)
+	}
+	return "result: " + e.Result
+}
+
+// Running reports whether a master runs now (so that its PID and usage
+// figures are the present's, not the last run's).
+func (s Status) Running() bool {
+	switch s.State {
+	case StateRunning, StateReloading, StateStarting:
+		return s.MainPID > 1
+	}
+	return false
+}
+
 // Event is a change of an instance's observed state. Status is the whole new
 // status, so a subscriber needs no second call.
 type Event struct {

@@ -77,7 +77,7 @@ func (h instancePages) show(c echo.Context) error {
 		{Label: "Socket", Value: v.Socket, Mono: true},
 		{Label: "Backend", Value: v.Status.Backend},
 		{Label: "Service state", Value: orDash(strings.Trim(v.Status.ActiveState+" / "+v.Status.SubState, " /"))},
-		{Label: "Last exit", Value: describeExit(v.Status.LastExit)},
+		{Label: "Last exit", Value: lastExit(v.Status.LastExit)},
 		{Label: "Created", Value: viewmodel.FormatTime(v.CreatedAt)},
 	}
 	if v.Status.State == procmgr.StateRunning {
@@ -124,16 +124,11 @@ func orDash(s string) string {
 	return s
 }
 
-func describeExit(e *procmgr.ExitInfo) string {
-	switch {
-	case e == nil:
+func lastExit(e *procmgr.ExitInfo) string {
+	if e == nil {
 		return "-"
-	case e.Signal != "":
-		return "killed by signal " + e.Signal + " (" + e.Result + ")"
-	case e.Code != 0:
-		return fmt.Sprintf("exit code %d (%s)", e.Code, e.Result)
 	}
-	return e.Result
+	return e.String()
 }
 
 func auditRows(evs []instances.AuditEntry) []viewmodel.AuditRow {

@@ -102,7 +102,7 @@ type Row struct {
 // NewRow builds the row of v for a viewer with perms, at time now.
 func NewRow(v instances.View, x Extra, perms Perms, now time.Time) Row {
 	st := v.Status
-	running := st.MainPID > 1 && (st.State == procmgr.StateRunning || st.State == procmgr.StateReloading || st.State == procmgr.StateStarting)
+	running := st.Running()
 	r := Row{
 		ID: v.ID, CMS: v.CMS, PHP: v.PHP, State: stateWord(v), Tone: toneOf(v),
 		Desired: v.Desired, Phase: v.Phase, Restarts: st.Restarts, PIDText: "-",
