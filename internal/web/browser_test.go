@@ -7,7 +7,6 @@ package web_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/ikabud/panel/internal/auth"
-	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
@@ -29,7 +26,6 @@ import (
 	"github.com/ikabud/panel/internal/store/storetest"
 	"github.com/ikabud/panel/internal/web"
 	"github.com/ikabud/panel/internal/web/browsertest"
-	"github.com/ikabud/panel/internal/web/live"
 )
 
 // Bounds of the browser tests.
@@ -703,7 +699,7 @@ func (c *cutConn) Close() error {
 	return c.Conn.Close()
 }
 
-// trackedPanel is newPanelEnvWith's wiring (keep the two alike) with three
+// trackedPanel is newPanelEnvWith's wiring (wirePanel) with three
 // additions: tweak may change the web options (a public URL, trusted
 // proxies); the TCP listener is a cutListener; and the panel process can
 // restart on the same address, over the same database and the same (fake)
@@ -724,66 +720,29 @@ func newTrackedPanel(t *testing.T, tweak func(*web.Options)) *trackedPanel {
 	p := &trackedPanel{e: &panelEnv{t: t, db: db, fb: fb}, tweak: tweak, log: procmgrtest.Logger(t, slog.LevelDebug)}
 	p.start("127.0.0.1:0")
 	t.Cleanup(func() { p.stop() })
-	mk := func(name string, role auth.Role) auth.UserView {
-		u, err := p.e.acc.CreateUser(context.Background(), rootPrincipal(), name, role, testPassword)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	e := p.e
-	e.admin, e.support, e.alice, e.bob = mk("ann", auth.RoleAdmin), mk("sam", auth.RoleSupport), mk("alice", auth.RoleCustomer), mk("bob", auth.RoleCustomer)
+	p.e.addUsers()
 	return p
 }
 
 // start runs a panel process on addr and points p.e at it.
 func (p *trackedPanel) start(addr string) {
 	t, e := p.e.t, p.e
-	svc := instances.New(e.db, e.fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: p.log})
-	acc := auth.NewServiceWith(e.db, p.log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
 	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln := newCutListener(tcp)
-	wopt := web.Options{Instances: svc, Accounts: acc, Log: p.log, Version: "test-1", ListenAddr: ln.Addr().String()}
+	wopt := web.Options{ListenAddr: ln.Addr().String()}
 	if p.tweak != nil {
 		p.tweak(&wopt)
 	}
-	srv, err := web.New(wopt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := live.New(svc, live.Options{Log: p.log, System: auth.Principal{Name: "panel", Role: auth.RoleAdmin}, CheckOrigin: srv.CheckOrigin,
-		StillValid: func(ctx context.Context, v live.Viewer) bool { return acc.SessionValid(ctx, v.SessionID) }})
-	srv.SetLive(hub)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 4)
-	go func() { done <- svc.Run(ctx) }()
-	go func() { done <- srv.WatchRevocations(ctx) }()
-	go func() { done <- hub.Run(ctx) }()
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	p.stop = func() {
-		once.Do(func() {
-			cancel()
-			ln.restore()
-			for range 4 {
-				select {
-				case err := <-done:
-					if err != nil && !errors.Is(err, context.Canceled) {
-						t.Errorf("panel: %v", err)
-					}
-				case <-time.After(waitTimeout):
-					t.Errorf("panel did not stop")
-					return
-				}
-			}
-		})
-	}
-	<-svc.Started()
+	parts := wirePanel(t, e.db, e.fb, p.log, wopt, nil)
+	stop := parts.run(t, func(ctx context.Context) error { return parts.srv.Serve(ctx, ln) })
+	// The network comes back first: an Accept held while "down" must return
+	// for the server to stop.
+	p.stop = func() { ln.restore(); stop() }
 	p.ln = ln
-	e.svc, e.acc, e.hub, e.srv, e.base = svc, acc, hub, srv, "http://"+ln.Addr().String()
+	e.svc, e.acc, e.hub, e.srv, e.base = parts.svc, parts.acc, parts.hub, parts.srv, "http://"+ln.Addr().String()
 }
 
 // restart stops the panel (its hub closes every socket with 1012) and

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,14 +62,34 @@ func newPanelEnvWith(t testing.TB, tweak func(*live.Options)) *panelEnv {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	log := procmgrtest.Logger(t, slog.LevelDebug)
-	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
-	acc := auth.NewServiceWith(db, log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := web.New(web.Options{Instances: svc, Accounts: acc, Log: log, Version: "test-1", ListenAddr: ln.Addr().String()})
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{ListenAddr: ln.Addr().String()}, tweak)
+	t.Cleanup(p.run(t, func(ctx context.Context) error { return p.srv.Serve(ctx, ln) }))
+	e := &panelEnv{t: t, db: db, fb: fb, svc: p.svc, acc: p.acc, hub: p.hub, srv: p.srv, base: "http://" + ln.Addr().String()}
+	e.addUsers()
+	return e
+}
+
+// panelParts is the web panel as `panel serve` wires it: the instances
+// service over the (fake) host, the accounts, the web server and its hub.
+type panelParts struct {
+	svc *instances.Service
+	acc *auth.Service
+	srv *web.Server
+	hub *live.Hub
+}
+
+// wirePanel wires a panel over db and fb with the web options given (the
+// services are filled in) and the hub's options changed by tweak; run starts it.
+func wirePanel(t testing.TB, db *store.DB, fb *fakebackend.Backend, log *slog.Logger, wopt web.Options, tweak func(*live.Options)) panelParts {
+	t.Helper()
+	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
+	acc := auth.NewServiceWith(db, log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
+	wopt.Instances, wopt.Accounts, wopt.Log, wopt.Version = svc, acc, log, "test-1"
+	srv, err := web.New(wopt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,35 +100,52 @@ func newPanelEnvWith(t testing.TB, tweak func(*live.Options)) *panelEnv {
 	}
 	hub := live.New(svc, opt)
 	srv.SetLive(hub)
+	return panelParts{svc: svc, acc: acc, srv: srv, hub: hub}
+}
+
+// run starts the panel's service, hub, revocation watch and serve, as
+// `panel serve` does, and returns once the service has loaded; stop ends
+// them all and waits.
+func (p panelParts) run(t testing.TB, serve func(ctx context.Context) error) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 4)
-	go func() { svc.Run(ctx); done <- struct{}{} }()
-	go func() { srv.WatchRevocations(ctx); done <- struct{}{} }()
-	go func() { hub.Run(ctx); done <- struct{}{} }()
-	go func() { srv.Serve(ctx, ln); done <- struct{}{} }()
-	t.Cleanup(func() {
-		cancel()
-		for range 4 {
-			select {
-			case <-done:
-			case <-time.After(waitTimeout):
-				t.Errorf("panel did not stop")
-				return
+	done := make(chan error, 4)
+	go func() { done <- p.svc.Run(ctx) }()
+	go func() { done <- p.srv.WatchRevocations(ctx) }()
+	go func() { done <- p.hub.Run(ctx) }()
+	go func() { done <- serve(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			for range 4 {
+				select {
+				case err := <-done:
+					if err != nil && !errors.Is(err, context.Canceled) {
+						t.Errorf("panel: %v", err)
+					}
+				case <-time.After(waitTimeout):
+					t.Errorf("panel did not stop")
+					return
+				}
 			}
-		}
-	})
-	<-svc.Started()
-	e := &panelEnv{t: t, db: db, fb: fb, svc: svc, acc: acc, hub: hub, srv: srv, base: "http://" + ln.Addr().String()}
-	root := auth.Principal{Name: "root", Role: auth.RoleAdmin}
+		})
+	}
+	<-p.svc.Started()
+	return stop
+}
+
+// addUsers makes ann (admin), sam (support), alice and bob (customers).
+func (e *panelEnv) addUsers() {
+	e.t.Helper()
 	mk := func(name string, role auth.Role) auth.UserView {
-		u, err := acc.CreateUser(context.Background(), root, name, role, testPassword)
+		u, err := e.acc.CreateUser(context.Background(), rootPrincipal(), name, role, testPassword)
 		if err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 		return u
 	}
 	e.admin, e.support, e.alice, e.bob = mk("ann", auth.RoleAdmin), mk("sam", auth.RoleSupport), mk("alice", auth.RoleCustomer), mk("bob", auth.RoleCustomer)
-	return e
 }
 
 // mkInstance creates an instance owned by owner (nil: nobody), running.

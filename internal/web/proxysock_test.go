@@ -15,15 +15,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/ikabud/panel/internal/auth"
-	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
-	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/store/storetest"
 	"github.com/ikabud/panel/internal/web"
-	"github.com/ikabud/panel/internal/web/live"
 )
 
 // proxySocket serves a panel's proxy socket to peers with the given uids and
@@ -33,25 +29,14 @@ func proxySocket(t *testing.T, uids ...int) (*http.Client, *store.DB) {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	log := procmgrtest.Logger(t, slog.LevelDebug)
-	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
-	acc := auth.NewServiceWith(db, log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
-	if _, err := acc.CreateUser(context.Background(), rootP, "ann", auth.RoleAdmin, testPassword); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := web.New(web.Options{Instances: svc, Accounts: acc, Log: log, PublicURL: "https://panel.example.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: "https://panel.example.test"}, nil)
+	(&panelEnv{t: t, acc: p.acc}).addUsers()
 	path := filepath.Join(t.TempDir(), "web.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeProxy(ctx, ln, uids...) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(p.run(t, func(ctx context.Context) error { return p.srv.ServeProxy(ctx, ln, uids...) }))
 	c := &http.Client{Timeout: 5 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -117,35 +102,16 @@ func TestProxyNginxSocket(t *testing.T) {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	log := procmgrtest.Logger(t, slog.LevelDebug)
-	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
-	acc := auth.NewServiceWith(db, log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
-	if _, err := acc.CreateUser(context.Background(), rootP, "ann", auth.RoleAdmin, testPassword); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := web.New(web.Options{Instances: svc, Accounts: acc, Log: log, PublicURL: public})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := live.New(svc, live.Options{Log: log, System: rootP, CheckOrigin: srv.CheckOrigin})
-	srv.SetLive(hub)
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: public}, nil)
 	sock := filepath.Join(t.TempDir(), "web.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 3)
-	go func() { svc.Run(ctx); done <- struct{}{} }()
-	go func() { hub.Run(ctx); done <- struct{}{} }()
-	go func() { srv.ServeProxy(ctx, ln, 0); done <- struct{}{} }() // nginx runs as root here
-	t.Cleanup(func() {
-		cancel()
-		for range 3 {
-			<-done
-		}
-	})
-	<-svc.Started()
+	// nginx runs as root here.
+	t.Cleanup(p.run(t, func(ctx context.Context) error { return p.srv.ServeProxy(ctx, ln, 0) }))
+	e := &panelEnv{t: t, db: db, fb: fb, acc: p.acc}
+	e.addUsers()
 	pool := startNginx(t, "127.0.0.1:"+port, "unix:"+sock+":")
 
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: waitTimeout}
