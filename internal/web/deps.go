@@ -78,4 +78,7 @@ type Live interface {
 	CloseSession(sessionID string)
 	Extra(id string) viewmodel.Extra
 	History(id string) []live.Sample
+	// NoteHealth hands over a probe a page made, so the hub need not
+	// probe again.
+	NoteHealth(id string, res procmgr.Health)
 }

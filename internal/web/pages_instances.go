@@ -56,8 +56,7 @@ func (h instancePages) show(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	row := h.row(p, v)
-	m := viewmodel.InstancePage{Page: h.s.pageFor(c, v.ID, "dashboard"), Row: row, Settings: settingsOf(v),
+	m := viewmodel.InstancePage{Page: h.s.pageFor(c, v.ID, "dashboard"), Settings: settingsOf(v),
 		Signals: []string{"TERM", "KILL", "HUP", "USR1", "USR2", "INT", "QUIT"}, LogLines: 2000, Owner: "nobody"}
 	if v.OwnerID != nil && *v.OwnerID == p.UserID {
 		m.Owner = p.Name + " (you)"
@@ -88,6 +87,11 @@ func (h instancePages) show(c echo.Context) error {
 		case !hl.Healthy:
 			m.HealthError = "Unhealthy: " + hl.Reason
 		}
+		if err == nil && h.s.live != nil {
+			// The live row (built below) and every open page show this
+			// same probe; the hub does not make another.
+			h.s.live.NoteHealth(v.ID, hl)
+		}
 		if hl.Pool != nil {
 			ps := hl.Pool
 			m.Pool = []viewmodel.KV{
@@ -103,6 +107,7 @@ func (h instancePages) show(c echo.Context) error {
 	} else {
 		m.Pool = []viewmodel.KV{{Label: "Pool", Value: "not running"}}
 	}
+	m.Row = h.row(p, v)
 	hist := []live.Sample{}
 	if h.s.live != nil {
 		if hs := h.s.live.History(v.ID); hs != nil {

@@ -355,12 +355,8 @@ func (h *Hub) add(c *client) {
 		h.dashboards[c] = struct{}{}
 		return
 	}
-	// An instance page shows fresh health: probe its instance now
-	// rather than at the next round.
-	select {
-	case h.probeNow <- c.instance:
-	default:
-	}
+	// No probe here: the instance page was rendered with a fresh probe a
+	// moment ago, which it handed over (NoteHealth).
 	set := h.byInstance[c.instance]
 	if set == nil {
 		set = map[*client]struct{}{}

@@ -231,7 +231,7 @@ func (h *Hub) probe(ctx context.Context, id string) {
 	if ctx.Err() != nil || errors.Is(err, instances.ErrNotFound) {
 		return
 	}
-	hv := viewmodel.Health{Known: true, Healthy: res.Healthy, Reason: res.Reason, Latency: res.PingLatency, At: res.CheckedAt}
+	hv := healthOf(res)
 	if err != nil {
 		h.log.Debug("live: health probe failed", "instance", id, "err", err)
 		hv = viewmodel.Health{Known: true, Reason: "probe failed", At: h.opt.Now()}
@@ -242,5 +242,23 @@ func (h *Hub) probe(ctx context.Context, id string) {
 	select {
 	case h.refresh <- id:
 	case <-ctx.Done():
+	}
+}
+
+func healthOf(res procmgr.Health) viewmodel.Health {
+	return viewmodel.Health{Known: true, Healthy: res.Healthy, Reason: res.Reason, Latency: res.PingLatency, At: res.CheckedAt}
+}
+
+// NoteHealth records a probe somebody else made (an instance page, which
+// probes its instance as it renders), so the hub need not probe again; the
+// instance's row goes out with it. It never blocks: if the hub is busy, the
+// next change of the instance carries the result.
+func (h *Hub) NoteHealth(id string, res procmgr.Health) {
+	if !h.track.setHealth(id, healthOf(res)) {
+		return
+	}
+	select {
+	case h.refresh <- id:
+	default:
 	}
 }
