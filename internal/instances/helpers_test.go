@@ -110,8 +110,10 @@ func (e *env) addBarrier() {
 // syncReconciler returns once the reconciler has worked through everything
 // queued before this call: it stops the barrier instance behind the panel's
 // back and waits for the reconciler to provision it again. The reconcile
-// queue is one FIFO worked by one goroutine, and the event goes through the
-// same Run loop that queued the earlier work, so by then that work is done.
+// set is one FIFO worked by one goroutine, and the event goes through the
+// same Run loop that marked the earlier work, so by then that work is done
+// (unless the barrier was still marked from before: settle's idle wait
+// covers that case).
 func (e *env) syncReconciler() {
 	e.t.Helper()
 	n := e.fb.CallsFor(fakebackend.OpProvision, barrierID)
@@ -270,7 +272,11 @@ func waitView(t testing.TB, ch <-chan instances.View, what string, ok func(insta
 func subscribe(t testing.TB, svc *instances.Service) <-chan instances.View {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return svc.Subscribe(ctx)
+	ch, err := svc.Subscribe(ctx)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return ch
 }
 
 func isErr(t testing.TB, err, want error, what string) {

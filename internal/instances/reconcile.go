@@ -152,13 +152,12 @@ func (s *Service) load(ctx context.Context) error {
 	return nil
 }
 
+// enqueue marks id for the reconciler. The mark is never dropped: at most
+// one per instance waits, however many events arrive.
 func (s *Service) enqueue(id procmgr.InstanceID) {
+	// Count before marking, so WaitIdle never sees a marked id uncounted.
 	s.pending.Add(1)
-	select {
-	case s.reconcile <- id:
-	default:
-		// The queue is full: the loop is far behind and will see this
-		// instance's latest state when it gets to it anyway.
+	if !s.dirty.Add(id) {
 		s.pending.Add(-1)
 	}
 }
@@ -168,7 +167,13 @@ func (s *Service) reconcileLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case id := <-s.reconcile:
+		case <-s.dirty.Ready():
+		}
+		for ctx.Err() == nil {
+			id, ok := s.dirty.Take()
+			if !ok {
+				break
+			}
 			s.reconcileOne(ctx, id)
 			s.pending.Add(-1)
 		}

@@ -3,6 +3,7 @@ package instances_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -596,4 +597,45 @@ func deprovisionedWith(fb *fakebackend.Backend, id procmgr.InstanceID, purge boo
 		}
 	}
 	return false
+}
+
+// 10,000 instances recorded as running and absent from the host (a reboot
+// that lost them all): after the panel starts, every one is provisioned
+// and running. The reconciler marks each instance at most once and never
+// drops a mark, however far behind it is.
+func TestReconcileStartsTenThousandLostInstances(t *testing.T) {
+	const n = 10_000
+	e := newEnv(t, store.DialectSQLite)
+	rows := make([]store.Instance, 0, n)
+	for i := range n {
+		id := fmt.Sprintf("lost-%05d", i)
+		spec := mustSpec(t, id, procmgr.SpecInput{})
+		data, err := procmgr.MarshalSpec(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, store.Instance{ID: id, CMS: string(spec.CMS), PHPVersion: string(spec.PHP), Spec: string(data),
+			DesiredState: instances.DesiredRunning, Phase: instances.PhaseReady, Generation: 1})
+	}
+	if err := e.db.Gorm().CreateInBatches(rows, 500).Error; err != nil {
+		t.Fatalf("store %d rows: %v", n, err)
+	}
+	e.run()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := e.svc.WaitIdle(ctx); err != nil {
+		t.Fatalf("reconciler not idle: %v", err)
+	}
+	var notRunning []string
+	for _, r := range rows {
+		if st := e.fb.State(procmgr.InstanceID(r.ID)); st != procmgr.StateRunning {
+			notRunning = append(notRunning, r.ID+" "+string(st))
+		}
+	}
+	if len(notRunning) > 0 {
+		t.Fatalf("%d of %d lost instances not running after the panel started, e.g. %v", len(notRunning), n, notRunning[:min(5, len(notRunning))])
+	}
+	if p := e.fb.Calls(fakebackend.OpProvision); p != n {
+		t.Errorf("provision called %d times for %d instances, want once each", p, n)
+	}
 }

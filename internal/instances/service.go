@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/coalesce"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/store"
 )
@@ -135,6 +136,9 @@ type View struct {
 	Spec      procmgr.SpecInput `json:"spec"`
 	Status    procmgr.Status    `json:"status"`
 	CreatedAt time.Time         `json:"created_at"`
+	// Lost marks a view delivered to a subscriber that fell so far behind
+	// that earlier views were dropped: it lists every instance again.
+	Lost bool `json:"-"`
 }
 
 type entry struct {
@@ -183,9 +187,10 @@ type Service struct {
 	refusing     atomic.Int64 // the same count, for WaitIdle
 	refusalSlots chan struct{}
 
-	views     procmgr.Fanout[View]
-	reconcile chan procmgr.InstanceID
-	started   chan struct{}
+	views procmgr.Fanout[View]
+	// dirty holds the ids the reconciler is to look at, each at most once.
+	dirty   coalesce.Set[procmgr.InstanceID]
+	started chan struct{}
 }
 
 // New makes a Service. Call Run to load state and start reconciling.
@@ -205,7 +210,6 @@ func New(st Store, b Backend, opt Options) *Service {
 		log:          log,
 		now:          now,
 		entries:      map[procmgr.InstanceID]*entry{},
-		reconcile:    make(chan procmgr.InstanceID, 4096),
 		refusalSlots: make(chan struct{}, maxRefusalWrites),
 		started:      make(chan struct{}),
 	}
@@ -246,7 +250,12 @@ func (s *Service) publish(id procmgr.InstanceID) {
 	if !ok {
 		v = View{ID: string(id), Phase: PhaseRemoved, Status: procmgr.Status{ID: id, State: procmgr.StateAbsent}}
 	}
-	s.views.Publish(v)
+	s.views.PublishMarking(v, markViewLost)
+}
+
+func markViewLost(v View) View {
+	v.Lost = true
+	return v
 }
 
 // PhaseRemoved is the phase of the last view published for an instance
@@ -260,7 +269,7 @@ func (s *Service) publishGone(id procmgr.InstanceID, why error) {
 	if why != nil {
 		v.LastError = why.Error()
 	}
-	s.views.Publish(v)
+	s.views.PublishMarking(v, markViewLost)
 }
 
 // InstalledPHP lists the PHP versions instances may use on this host.
@@ -274,8 +283,11 @@ func (s *Service) InstalledPHP() []string {
 }
 
 // Subscribe streams the view of every instance that changes, until ctx ends.
-// Callers filter by what their principal may see (CanSee).
-func (s *Service) Subscribe(ctx context.Context) <-chan View { return s.views.Subscribe(ctx) }
+// Callers filter by what their principal may see (CanSee). A subscriber
+// that falls procmgr.SubscriberBuffer views behind loses the oldest and gets
+// the next view marked Lost: it must List again. Past
+// procmgr.MaxSubscribers it fails with procmgr.ErrTooManySubscribers.
+func (s *Service) Subscribe(ctx context.Context) (<-chan View, error) { return s.views.Join(ctx) }
 
 // CanSee reports whether p may see v: its status, health, logs and audit
 // trail. Admins and support see every instance, customers their own.

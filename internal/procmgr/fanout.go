@@ -31,21 +31,6 @@ type Fanout[T any] struct {
 	closed bool
 }
 
-// Subscribe is Join for callers that cannot report an error: a refused
-// subscriber gets a channel that is already closed, which it cannot tell
-// from the end of the stream. Use Join. It stays until its last callers
-// (the instances service's view feed and a test source in internal/web/live)
-// have moved to Join.
-func (f *Fanout[T]) Subscribe(ctx context.Context) <-chan T {
-	ch, err := f.Join(ctx)
-	if err != nil {
-		closed := make(chan T)
-		close(closed)
-		return closed
-	}
-	return ch
-}
-
 // Join adds a subscriber until ctx ends; its channel is closed then, or at
 // Close. Past MaxSubscribers it fails with ErrTooManySubscribers, and after
 // Close with ErrClosed.
@@ -78,12 +63,13 @@ func (f *Fanout[T]) Join(ctx context.Context) (<-chan T, error) {
 }
 
 // Publish hands v to every subscriber.
-func (f *Fanout[T]) Publish(v T) { f.publish(v, nil) }
+func (f *Fanout[T]) Publish(v T) { f.PublishMarking(v, nil) }
 
-// publish hands v to every subscriber. A subscriber that had to lose its
-// oldest value to make room gets lost(v) instead of v, when lost is set: a
-// mark that something before it is missing, delivered after the gap.
-func (f *Fanout[T]) publish(v T, lost func(T) T) {
+// PublishMarking hands v to every subscriber. A subscriber that had to lose
+// its oldest value to make room gets lost(v) instead of v, when lost is set:
+// a mark that something before it is missing, delivered after the gap, so
+// the subscriber knows to read the whole state again.
+func (f *Fanout[T]) PublishMarking(v T, lost func(T) T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for ch := range f.subs {

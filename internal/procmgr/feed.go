@@ -44,7 +44,7 @@ func (f *Feed) Publish(st Status) bool {
 		f.last = map[InstanceID]Status{}
 	}
 	f.last[st.ID] = st
-	f.fan.publish(Event{Status: st, At: time.Now()}, markLost)
+	f.fan.PublishMarking(Event{Status: st, At: time.Now()}, markLost)
 	return true
 }
 
@@ -53,7 +53,7 @@ func (f *Feed) Gone(id InstanceID, backend string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.last, id)
-	f.fan.publish(Event{Status: Status{ID: id, State: StateAbsent, Backend: backend}, At: time.Now()}, markLost)
+	f.fan.PublishMarking(Event{Status: Status{ID: id, State: StateAbsent, Backend: backend}, At: time.Now()}, markLost)
 }
 
 // Forget forgets id's last status without publishing anything, so that the

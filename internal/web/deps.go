@@ -41,7 +41,7 @@ type Instances interface {
 	FollowLogs(ctx context.Context, p auth.Principal, id string, n int) (<-chan procmgr.LogLine, error)
 	Audit(ctx context.Context, p auth.Principal, q instances.AuditQuery) ([]instances.AuditEntry, error)
 	InstalledPHP() []string
-	Subscribe(ctx context.Context) <-chan instances.View
+	Subscribe(ctx context.Context) (<-chan instances.View, error)
 }
 
 // Principals resolves a Unix socket peer; *auth.Service satisfies it.

@@ -316,7 +316,10 @@ func TestInstanceValuesEscaped(t *testing.T) {
 	st, _ := e.fb.Status(context.Background(), "site")
 	st.Notes = []string{evil}
 	st.Seq = 0
-	views := e.svc.Subscribe(t.Context())
+	views, err := e.svc.Subscribe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.fb.Publish(st)
 	for v := range views {
 		if v.ID == "site" && len(v.Status.Notes) == 1 {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ikabud/panel/internal/coalesce"
 )
 
 // Per-socket bounds beside Options.QueueLines.
@@ -52,8 +54,7 @@ type client struct {
 	mu      sync.Mutex
 	conn    *websocket.Conn
 	aborted bool
-	rows    map[string][]byte
-	order   []string
+	rows    coalesce.Queue[string, []byte]
 	notes   [][]byte
 	samples [][]byte
 	lines   []*logLine
@@ -78,13 +79,7 @@ func (c *client) signal() {
 // still pending for it.
 func (c *client) offerRow(id string, msg []byte) {
 	c.mu.Lock()
-	if c.rows == nil {
-		c.rows = map[string][]byte{}
-	}
-	if _, ok := c.rows[id]; !ok {
-		c.order = append(c.order, id)
-	}
-	c.rows[id] = msg
+	c.rows.Put(id, msg)
 	c.mu.Unlock()
 	c.signal()
 }
@@ -196,11 +191,7 @@ func (c *client) take() batch {
 	if c.closing != nil && !c.closing.drain {
 		return b
 	}
-	for _, id := range c.order {
-		b.rows = append(b.rows, c.rows[id])
-	}
-	clear(c.rows)
-	c.order = c.order[:0]
+	b.rows = c.rows.Drain(nil)
 	b.notes, c.notes = c.notes, nil
 	b.samples, c.samples = c.samples, nil
 	b.lines, c.lines = c.lines, c.spare[:0]

@@ -78,11 +78,11 @@ func newFakeSource() *fakeSource {
 		follows: map[string][]*fakeFollow{}, calls: map[string]int{}}
 }
 
-func (f *fakeSource) Subscribe(ctx context.Context) <-chan instances.View {
+func (f *fakeSource) Subscribe(ctx context.Context) (<-chan instances.View, error) {
 	f.mu.Lock()
 	f.subs++
 	f.mu.Unlock()
-	return f.fan.Subscribe(ctx)
+	return f.fan.Join(ctx)
 }
 
 func (f *fakeSource) List(ctx context.Context, p auth.Principal) []instances.View {

@@ -35,8 +35,9 @@ import (
 // satisfies it).
 type Source interface {
 	// Subscribe streams every changed view until ctx ends; a removed
-	// instance comes as a view with Phase "removed".
-	Subscribe(ctx context.Context) <-chan instances.View
+	// instance comes as a view with Phase "removed", and a view marked
+	// Lost says earlier ones were dropped.
+	Subscribe(ctx context.Context) (<-chan instances.View, error)
 	// List returns the instances p may see, sorted by id.
 	List(ctx context.Context, p auth.Principal) []instances.View
 	// FollowLogs streams the last n lines of id's log and then new ones
@@ -270,7 +271,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer cancel()
 	// Subscribe first, then read the state: a change between the two is
 	// in the channel, not lost.
-	views := h.src.Subscribe(subCtx)
+	views, err := h.src.Subscribe(subCtx)
+	if err != nil {
+		return fmt.Errorf("live: subscribe to the instances: %w", err)
+	}
 	now := h.opt.Now()
 	for _, v := range h.src.List(ctx, h.opt.System) {
 		h.views[v.ID] = v
@@ -284,7 +288,6 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.healthLoop(subCtx)
 	}()
 
-	var err error
 loop:
 	for {
 		select {
@@ -296,6 +299,10 @@ loop:
 					err = errSubscriptionEnded // the caller logs it
 				}
 				break loop
+			}
+			if v.Lost {
+				h.relist(ctx)
+				continue
 			}
 			h.apply(v)
 		case c := <-h.register:
@@ -377,6 +384,24 @@ func (h *Hub) remove(c *client) {
 }
 
 // apply takes one changed view from the subscription.
+// relist reads every instance again after the hub's subscription dropped
+// views it was too slow to take, and applies what differs, so no socket
+// keeps a stale row.
+func (h *Hub) relist(ctx context.Context) {
+	h.log.Warn("live: instance changes were dropped; reading every instance again")
+	listed := map[string]bool{}
+	for _, v := range h.src.List(ctx, h.opt.System) {
+		listed[v.ID] = true
+		h.apply(v)
+	}
+	for id, v := range h.views {
+		if !listed[id] {
+			h.apply(instances.View{ID: id, OwnerID: v.OwnerID, Phase: phaseRemoved,
+				Status: procmgr.Status{ID: procmgr.InstanceID(id), State: procmgr.StateAbsent}})
+		}
+	}
+}
+
 func (h *Hub) apply(v instances.View) {
 	prev, had := h.views[v.ID]
 	now := h.opt.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/web/viewmodel"
 )
@@ -396,5 +397,41 @@ func TestUsageAndHealth(t *testing.T) {
 	dash.nextOf("gone", wait)
 	if !eventually(wait, func() bool { return e.hub.History("x") == nil && e.hub.Extra("x").CPUPercent == -1 }) {
 		t.Fatal("a removed instance's usage is kept")
+	}
+}
+
+// When the hub's subscription dropped views (the next one comes marked
+// Lost), the hub lists every instance again: a change and a removal it
+// never heard of reach the sockets.
+func TestLostViewsAreReadAgain(t *testing.T) {
+	src := newFakeSource()
+	src.set(view("s1", nil, procmgr.StateRunning, 10))
+	src.set(view("s2", nil, procmgr.StateRunning, 11))
+	e := newEnv(t, src, Options{})
+	admin := e.dial("who=admin")
+	admin.nextOf("snapshot", wait)
+
+	// Changed and removed behind the subscription's back, as dropped
+	// views would leave them; then a view marked Lost arrives.
+	src.mu.Lock()
+	v := src.views["s1"]
+	v.Status.State, v.Status.MainPID = procmgr.StateStopped, 0
+	src.views["s1"] = v
+	delete(src.views, "s2")
+	src.mu.Unlock()
+	src.fan.Publish(instances.View{ID: "s1", Lost: true})
+
+	got := map[string]string{}
+	for len(got) < 2 {
+		m := admin.next(wait)
+		switch m.Type {
+		case "row":
+			got[m.Row.ID] = m.Row.State
+		case "gone":
+			got[m.ID] = "gone"
+		}
+	}
+	if got["s1"] != string(procmgr.StateStopped) || got["s2"] != "gone" {
+		t.Fatalf("after lost views the dashboard got %v, want s1 stopped and s2 gone", got)
 	}
 }
