@@ -226,13 +226,20 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		return nil
 	case "start":
 		if *all {
-			var res struct {
-				Started []string `json:"started"`
-			}
+			var res instances.StartAllResult
 			if err := c.do(ctx, "POST", "/api/v1/instances/start-all", nil, &res); err != nil {
 				return err
 			}
+			if *asJSON {
+				return printJSON(stdout, res)
+			}
 			fmt.Fprintf(stdout, "Started %d instances\n", len(res.Started))
+			for _, f := range res.Failed {
+				fmt.Fprintf(stdout, "Failed to start %s: %s\n", f.ID, escapeControls(f.Error))
+			}
+			if len(res.Failed) > 0 {
+				return fmt.Errorf("%d of %d instances did not start", len(res.Failed), len(res.Started)+len(res.Failed))
+			}
 			return nil
 		}
 	}

@@ -489,8 +489,26 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 	return nil
 }
 
-// StartAll starts every stopped instance p may power, in one batch.
-func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []string, err error) {
+// StartAllResult is what a batch start did, instance by instance.
+type StartAllResult struct {
+	Started []string       `json:"started"`
+	Failed  []StartFailure `json:"failed"`
+}
+
+// StartFailure is one instance a batch start could not start, and why.
+type StartFailure struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// StartAll starts every stopped instance p may power, in one batch. Each
+// instance succeeds or fails on its own: one that failed in the batch (a
+// start job that timed out on a loaded host) is tried once more on its
+// own, and one that fails again is reported with its reason and its error
+// recorded; the rest of the batch is unaffected. The error is for the
+// batch as a whole (the intent could not be recorded).
+func (s *Service) StartAll(ctx context.Context, p auth.Principal) (res StartAllResult, err error) {
+	res.Started, res.Failed = []string{}, []StartFailure{}
 	var ids []procmgr.InstanceID
 	s.mu.RLock()
 	for id, e := range s.entries {
@@ -499,28 +517,39 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []str
 		}
 	}
 	s.mu.RUnlock()
-	defer func() { s.audit(p, "start-all", "", err, fmt.Sprintf("%d instances", len(started))) }()
+	defer func() {
+		detail := fmt.Sprintf("%d started, %d failed", len(res.Started), len(res.Failed))
+		for i, f := range res.Failed {
+			if i == 10 {
+				detail += ", ..."
+				break
+			}
+			detail += " " + f.ID
+		}
+		s.audit(p, "start-all", "", err, detail)
+	}()
 	// Locks in id order: every other action holds one lock at most, so this
 	// cannot deadlock.
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var todo []procmgr.InstanceID
+	var names []string
 	for _, id := range ids {
 		release, err := s.acquire(ctx, id)
 		if err != nil {
-			return nil, err
+			return res, err
 		}
 		defer release()
 		// Removed or started while this waited: skip it.
 		if row, _, st, _, ok := s.entryOf(id); ok && row.Phase == PhaseReady && st.State != procmgr.StateRunning {
 			todo = append(todo, id)
-			started = append(started, string(id))
+			names = append(names, string(id))
 		}
 	}
 	bctx, cancel := detached(ctx)
 	defer cancel()
 	// One transaction for all the intents, then one batch of start jobs.
-	if err := s.store.SetDesiredStates(bctx, started, DesiredRunning); err != nil {
-		return nil, fmt.Errorf("instances: record intent: %w", err)
+	if err := s.store.SetDesiredStates(bctx, names, DesiredRunning); err != nil {
+		return res, fmt.Errorf("instances: record intent: %w", err)
 	}
 	s.mu.Lock()
 	for _, id := range todo {
@@ -531,22 +560,37 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (started []str
 	}
 	s.mu.Unlock()
 	// Instances whose config changed while stopped go through Provision;
-	// the rest start in one batch.
-	var batch []procmgr.InstanceID
-	var errs []error
+	// the rest start in one batch. Those that fail are tried once more,
+	// one at a time.
+	var batch, again []procmgr.InstanceID
 	for _, id := range todo {
-		if _, _, _, stale, _ := s.entryOf(id); !stale {
+		if _, _, _, stale, _ := s.entryOf(id); stale {
+			again = append(again, id)
+		} else {
 			batch = append(batch, id)
+		}
+	}
+	for i, err := range procmgr.StartAll(bctx, s.backend, batch) {
+		if err != nil {
+			s.log.Warn("start in a batch failed; trying it alone", "action", "start-all", "instance", string(batch[i]), "err", err)
+			again = append(again, batch[i])
+		} else {
+			res.Started = append(res.Started, string(batch[i]))
+		}
+	}
+	for _, id := range again {
+		st, err := s.startOrProvision(bctx, id)
+		if err != nil {
+			err = mapBackendErr(err)
+			s.recordError(bctx, id, err)
+			res.Failed = append(res.Failed, StartFailure{ID: string(id), Error: err.Error()})
 			continue
 		}
-		if _, err := s.startOrProvision(bctx, id); err != nil {
-			errs = append(errs, err)
-		}
+		s.setStatus(st)
+		res.Started = append(res.Started, string(id))
 	}
-	if err := procmgr.StartAll(bctx, s.backend, batch); err != nil {
-		errs = append(errs, err)
-	}
-	return started, mapBackendErr(errors.Join(errs...))
+	sort.Strings(res.Started)
+	return res, nil
 }
 
 // Health probes an instance's pool.

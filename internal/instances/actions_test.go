@@ -412,12 +412,13 @@ func TestStartAll(t *testing.T) {
 		// that only the start-all's events follow.
 		e.settle()
 		views := subscribe(t, e.svc)
-		started, err := e.svc.StartAll(tctx(t), alice)
+		res, err := e.svc.StartAll(tctx(t), alice)
 		if err != nil {
 			t.Fatalf("start-all as customer: %v", err)
 		}
+		started := res.Started
 		sort.Strings(started)
-		if !slices.Equal(started, []string{"a-1", "a-2"}) {
+		if !slices.Equal(started, []string{"a-1", "a-2"}) || len(res.Failed) != 0 {
 			t.Errorf("customer started %v, want only their own a-1 a-2", started)
 		}
 		if e.fb.State("b-1") != procmgr.StateStopped {
@@ -443,11 +444,53 @@ func TestStartAll(t *testing.T) {
 			running[v.ID] = v.Status.State == procmgr.StateRunning
 			return running["a-1"] && running["a-2"]
 		})
-		started, err = e.svc.StartAll(tctx(t), root)
-		if err != nil || !slices.Equal(started, []string{"b-1"}) {
-			t.Errorf("admin start-all: %v, %v; want [b-1], the only instance not running", started, err)
+		res, err = e.svc.StartAll(tctx(t), root)
+		if err != nil || !slices.Equal(res.Started, []string{"b-1"}) {
+			t.Errorf("admin start-all: %v, %v; want [b-1], the only instance not running", res.Started, err)
 		}
 	})
+}
+
+// A batch start reports each instance: one whose start job failed under
+// load is tried once more alone and started; one that fails again is
+// reported with its reason and its error recorded; the rest of the batch
+// starts, and the call as a whole succeeds.
+func TestStartAllReportsEachInstance(t *testing.T) {
+	e := newEnv(t, store.DialectSQLite)
+	e.run()
+	for _, id := range []string{"s-1", "s-2", "s-3", "s-4"} {
+		e.create(id, nil, procmgr.SpecInput{})
+		if _, err := e.svc.Stop(tctx(t), root, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.idle()
+	// Retries go in id order: s-2's fails too, s-3's (a timeout under
+	// load) starts it.
+	e.fb.FailInBatch("s-2", 1)
+	e.fb.FailInBatch("s-3", 1)
+	e.fb.FailNext(fakebackend.OpProvision, errors.New("php-fpm exited at once"))
+	res, err := e.svc.StartAll(tctx(t), root)
+	if err != nil {
+		t.Fatalf("start-all failed as a whole: %v", err)
+	}
+	if !slices.Equal(res.Started, []string{"s-1", "s-3", "s-4"}) {
+		t.Errorf("started %v, want s-1 s-3 s-4", res.Started)
+	}
+	if len(res.Failed) != 1 || res.Failed[0].ID != "s-2" || !strings.Contains(res.Failed[0].Error, "php-fpm exited at once") {
+		t.Errorf("failed %+v, want s-2 with its reason", res.Failed)
+	}
+	for _, id := range []procmgr.InstanceID{"s-1", "s-3", "s-4"} {
+		if e.fb.State(id) != procmgr.StateRunning {
+			t.Errorf("%s: %s after start-all, want running", id, e.fb.State(id))
+		}
+	}
+	if r := e.row("s-2"); !strings.Contains(r.LastError, "php-fpm exited at once") || r.DesiredState != instances.DesiredRunning {
+		t.Errorf("s-2 row: desired %s, last error %q", r.DesiredState, r.LastError)
+	}
+	if ev, ok := findAudit(e.audit(""), "start-all", "ok"); !ok || !strings.Contains(ev.Detail, "3 started, 1 failed s-2") {
+		t.Errorf("start-all audit %+v", ev)
+	}
 }
 
 // Two people acting on one instance at once must not undo each other's
@@ -589,7 +632,7 @@ func TestStartAllWithConcurrentRemove(t *testing.T) {
 				}
 			}()
 			started, err := e.svc.StartAll(tctx(t), root)
-			done <- result{started: started, err: err}
+			done <- result{started: started.Started, err: err}
 		}()
 		select {
 		case <-entered:
@@ -640,10 +683,11 @@ func TestStartAllWithoutBatchStarter(t *testing.T) {
 		}
 	}
 	e.settle()
-	started, err := e.svc.StartAll(tctx(t), root)
+	res, err := e.svc.StartAll(tctx(t), root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	started := res.Started
 	sort.Strings(started)
 	if !slices.Equal(started, []string{"wp-a", "wp-b"}) {
 		t.Errorf("started %v", started)

@@ -142,7 +142,7 @@ func TestPermissionsSupport(t *testing.T) {
 			}
 		}
 		// Support's start-all starts nothing.
-		if started, err := p.svc.StartAll(ctx, s); err != nil || len(started) != 0 {
+		if started, err := p.svc.StartAll(ctx, s); err != nil || len(started.Started) != 0 {
 			t.Errorf("support start-all: %v, %v", started, err)
 		}
 	})

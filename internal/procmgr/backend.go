@@ -2,7 +2,6 @@ package procmgr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -173,8 +172,8 @@ type Backend interface {
 type BatchStarter interface {
 	// StartMany starts every instance in ids and returns when each has
 	// started or failed; instances already running are not an error. The
-	// error lists those that failed.
-	StartMany(ctx context.Context, ids []InstanceID) error
+	// result holds one error per id, in order, nil for those started.
+	StartMany(ctx context.Context, ids []InstanceID) []error
 }
 
 // Starter is the part of a backend StartAll needs.
@@ -184,23 +183,22 @@ type Starter interface {
 
 // StartAll starts every instance in ids: in one batch when b is a
 // BatchStarter, else one at a time through Start, each until its pool
-// answers. Instances already running are not an error. The error lists
-// those that failed; once ctx ends the rest are not tried.
-func StartAll(ctx context.Context, b Starter, ids []InstanceID) error {
+// answers. Instances already running are not an error. The result holds
+// one error per id, in order, nil for those started; once ctx ends the rest
+// are not tried.
+func StartAll(ctx context.Context, b Starter, ids []InstanceID) []error {
 	if bs, ok := b.(BatchStarter); ok {
 		return bs.StartMany(ctx, ids)
 	}
-	var errs []error
-	for _, id := range ids {
+	errs := make([]error, len(ids))
+	for i, id := range ids {
 		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("procmgr: start %s: %w", id, err))
+			errs[i] = fmt.Errorf("procmgr: start %s: %w", id, err)
 			continue
 		}
-		if _, err := b.Start(ctx, id); err != nil {
-			errs = append(errs, err)
-		}
+		_, errs[i] = b.Start(ctx, id)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // StatusReader is the part of a backend that ReadLogs, FollowLogs and

@@ -33,35 +33,35 @@ type batchStarter struct {
 	batches [][]procmgr.InstanceID
 }
 
-func (b *batchStarter) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
+func (b *batchStarter) StartMany(ctx context.Context, ids []procmgr.InstanceID) []error {
 	b.batches = append(b.batches, ids)
-	return nil
+	return make([]error, len(ids))
 }
 
 func TestStartAllFallsBackToOneAtATime(t *testing.T) {
 	s := &starter{fail: "wp-b"}
-	err := procmgr.StartAll(t.Context(), s, []procmgr.InstanceID{"wp-a", "wp-b", "wp-c"})
+	errs := procmgr.StartAll(t.Context(), s, []procmgr.InstanceID{"wp-a", "wp-b", "wp-c"})
 	if !slices.Equal(s.started, []procmgr.InstanceID{"wp-a", "wp-c"}) {
 		t.Errorf("started %v, want wp-a and wp-c in order (a failure does not stop the rest)", s.started)
 	}
-	if !errors.Is(err, procmgr.ErrNotFound) || !strings.Contains(err.Error(), "wp-b") || strings.Contains(err.Error(), "wp-a") {
-		t.Errorf("error %v, want only wp-b's", err)
+	if len(errs) != 3 || errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], procmgr.ErrNotFound) || !strings.Contains(errs[1].Error(), "wp-b") {
+		t.Errorf("errors %v, want only wp-b's, in its place", errs)
 	}
 
 	// Once ctx ends nothing more is started, and each id not tried says so.
 	s = &starter{}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err = procmgr.StartAll(ctx, s, []procmgr.InstanceID{"wp-a", "wp-b"})
-	if len(s.started) != 0 || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "wp-b") {
-		t.Errorf("after ctx ended: started %v, error %v", s.started, err)
+	errs = procmgr.StartAll(ctx, s, []procmgr.InstanceID{"wp-a", "wp-b"})
+	if len(s.started) != 0 || !errors.Is(errs[1], context.Canceled) || !strings.Contains(errs[1].Error(), "wp-b") {
+		t.Errorf("after ctx ended: started %v, errors %v", s.started, errs)
 	}
 }
 
 func TestStartAllUsesTheBatch(t *testing.T) {
 	b := &batchStarter{}
 	ids := []procmgr.InstanceID{"wp-a", "wp-b"}
-	if err := procmgr.StartAll(t.Context(), b, ids); err != nil {
+	if err := errors.Join(procmgr.StartAll(t.Context(), b, ids)...); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.batches) != 1 || !slices.Equal(b.batches[0], ids) || len(b.started) != 0 {

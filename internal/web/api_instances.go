@@ -183,11 +183,11 @@ func (h *instanceHandlers) kill(c echo.Context) error {
 }
 
 func (h *instanceHandlers) startAll(c echo.Context) error {
-	started, err := h.svc.StartAll(c.Request().Context(), principal(c))
+	res, err := h.svc.StartAll(c.Request().Context(), principal(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"started": started})
+	return c.JSON(http.StatusOK, res)
 }
 
 func (h *instanceHandlers) health(c echo.Context) error {

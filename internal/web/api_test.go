@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -200,11 +201,12 @@ func TestAPIHappyPath(t *testing.T) {
 	// Start-all.
 	e.want(e.do("POST", "/api/v1/instances/other/stop", nil), http.StatusOK, nil)
 	var sa struct {
-		Started []string `json:"started"`
+		Started []string          `json:"started"`
+		Failed  []json.RawMessage `json:"failed"`
 	}
 	e.want(e.do("POST", "/api/v1/instances/start-all", nil), http.StatusOK, &sa)
-	if !slices.Equal(sa.Started, []string{"other"}) {
-		t.Errorf("start-all started %v", sa.Started)
+	if !slices.Equal(sa.Started, []string{"other"}) || sa.Failed == nil || len(sa.Failed) != 0 {
+		t.Errorf("start-all started %v, failed %v; want [other] and an empty list", sa.Started, sa.Failed)
 	}
 
 	// Audit: the service's own view, snake_case JSON.

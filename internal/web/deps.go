@@ -35,7 +35,7 @@ type Instances interface {
 	Restart(ctx context.Context, p auth.Principal, id string) (instances.View, error)
 	Reload(ctx context.Context, p auth.Principal, id string) (instances.View, error)
 	Kill(ctx context.Context, p auth.Principal, id, signal string) error
-	StartAll(ctx context.Context, p auth.Principal) ([]string, error)
+	StartAll(ctx context.Context, p auth.Principal) (instances.StartAllResult, error)
 	Health(ctx context.Context, p auth.Principal, id string) (procmgr.Health, error)
 	Logs(ctx context.Context, p auth.Principal, id string, n int) ([]procmgr.LogLine, error)
 	FollowLogs(ctx context.Context, p auth.Principal, id string, n int) (<-chan procmgr.LogLine, error)

@@ -16,7 +16,6 @@ package fakebackend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -111,6 +110,8 @@ type Backend struct {
 	gates    map[string]*gate
 	history  []Call
 	closed   bool
+	// batchFails counts the batch starts still to fail per instance.
+	batchFails map[procmgr.InstanceID]int
 	// dropping counts the events DropEvents still keeps from subscribers;
 	// lostPending marks the first one after them Lost.
 	dropping    int
@@ -669,24 +670,42 @@ func (b *Backend) startLocked(id procmgr.InstanceID) (procmgr.Status, error) {
 }
 
 // StartMany starts each instance as Start does. One Call per id is recorded;
-// an injected failure fails the whole batch. The error lists the ids that
-// failed.
-func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
+// an injected failure (FailNext(OpStartMany)) fails the whole batch, and
+// FailInBatch fails one instance in it. The result has one error per id.
+func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) []error {
+	errs := make([]error, len(ids))
 	if err := b.enter(ctx, Call{Op: OpStartMany}); err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var errs []error
-	for _, id := range ids {
-		_, err := b.startLocked(id)
-		b.history = append(b.history, Call{Op: OpStartMany, ID: id, Err: err})
-		if err != nil {
-			errs = append(errs, err)
+	for i, id := range ids {
+		var err error
+		if n := b.batchFails[id]; n > 0 {
+			b.batchFails[id] = n - 1
+			err = fmt.Errorf("fake: start %s: job failed (timed out under load)", id)
+		} else {
+			_, err = b.startLocked(id)
 		}
+		b.history = append(b.history, Call{Op: OpStartMany, ID: id, Err: err})
+		errs[i] = err
 	}
 	b.notifyLocked()
-	return errors.Join(errs...)
+	return errs
+}
+
+// FailInBatch makes the next n batch starts of id fail as a start job that
+// timed out under load does, leaving the instance stopped.
+func (b *Backend) FailInBatch(id procmgr.InstanceID, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batchFails == nil {
+		b.batchFails = map[procmgr.InstanceID]int{}
+	}
+	b.batchFails[id] = n
 }
 
 // Stop stops the instance (no PID); a stopped one is left alone. An absent

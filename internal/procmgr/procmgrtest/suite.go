@@ -741,7 +741,7 @@ func startAll(e *env, b procmgr.Starter) {
 		}
 		ids = append(ids, spec.ID)
 	}
-	if err := procmgr.StartAll(e.ctx(), b, ids); err != nil {
+	if err := errors.Join(procmgr.StartAll(e.ctx(), b, ids)...); err != nil {
 		t.Fatalf("start all: %v", err)
 	}
 	for _, id := range ids {
@@ -752,9 +752,12 @@ func startAll(e *env, b procmgr.Starter) {
 	}
 	// An absent instance fails, and only it.
 	missing := NewID("nx")
-	err := procmgr.StartAll(e.ctx(), b, append(ids, missing))
-	if !errors.Is(err, procmgr.ErrNotFound) || !strings.Contains(err.Error(), string(missing)) {
+	errs := procmgr.StartAll(e.ctx(), b, append(ids, missing))
+	if err := errs[len(ids)]; !errors.Is(err, procmgr.ErrNotFound) || !strings.Contains(err.Error(), string(missing)) {
 		t.Errorf("start all with an absent instance: %v, want ErrNotFound naming %s", err, missing)
+	}
+	if err := errors.Join(errs[:len(ids)]...); err != nil {
+		t.Errorf("start all with an absent instance failed the others too: %v", err)
 	}
 	for _, id := range ids {
 		if st, err := e.b.Status(e.ctx(), id); err != nil || st.State != procmgr.StateRunning {

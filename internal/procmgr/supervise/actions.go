@@ -139,7 +139,7 @@ func (b *Backend) Start(ctx context.Context, id procmgr.InstanceID) (procmgr.Sta
 
 // StartMany implements procmgr.BatchStarter: up to startManyParallel masters
 // start at once, each waited for until it answers a ping.
-func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
+func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) []error {
 	t0 := time.Now()
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, startManyParallel)
@@ -162,7 +162,7 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 	}
 	wg.Wait()
 	b.log.Info("started instances", "action", "start-many", "count", len(ids), "took", time.Since(t0))
-	return errors.Join(errs...)
+	return errs
 }
 
 // Stop implements procmgr.Backend.

@@ -2,7 +2,6 @@ package systemd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -440,10 +439,14 @@ func stopUnit(ctx context.Context, c *sd.Conn, unit string) error {
 // StartMany implements procmgr.BatchStarter: all start jobs are queued at once,
 // several calls in flight on the connection, and systemd runs the jobs in
 // parallel.
-func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error {
+func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) []error {
+	errs := make([]error, len(ids))
 	c, err := b.conn.get(ctx)
 	if err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
 	t0 := time.Now()
 	b.batches.Add(1)
@@ -454,7 +457,6 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 		}
 	}()
 	chans := make([]chan string, len(ids))
-	errs := make([]error, len(ids))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	for i, id := range ids {
@@ -492,7 +494,7 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) error
 		}
 	}
 	b.log.Info("started instances in one batch", "action", "start-many", "count", len(ids), "queued", queued, "done", time.Since(t0))
-	return errors.Join(errs...)
+	return errs
 }
 
 // Kill implements procmgr.Backend. It sends the signal to the main process
