@@ -314,6 +314,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error { return srv.WatchRevocations(gctx) })
 	g.Go(func() error { housekeeping(gctx, authSvc, db, cfg.auditDays, log); return nil })
 	if cfg.listen != "none" {
+		if portTenantsCanTake(cfg.listen, backend) {
+			log.Warn("instances' PHP could bind the panel's HTTP port while the panel is down and serve a false sign-in page on it; "+
+				"run behind --proxy-socket with --listen none, or listen on a port below 1024", "addr", cfg.listen, "backend", backend.Name())
+		}
 		g.Go(func() error { return serveTCP(gctx, srv, cfg.listen, log, stdout, backend.Name(), cfg.socket) })
 	}
 	if cfg.proxySocket != "" {
@@ -345,6 +349,31 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	return err
+}
+
+// portTenantsCanTake reports whether instances' code could bind addr's port
+// while the panel is down. A port below the kernel's
+// ip_unprivileged_port_start needs a capability no instance has; above it,
+// only a systemd that enforces the units' SocketBindDeny= keeps it out.
+func portTenantsCanTake(addr string, b any) bool {
+	if sb, ok := b.(interface{ SocketBindDenied() bool }); ok && sb.SocketBindDenied() {
+		return false
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return true
+	}
+	start := 1024
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			start = n
+		}
+	}
+	return port == 0 || port >= start
 }
 
 // serveTCP serves HTTP on addr. A taken address (a tenant's PHP may hold

@@ -189,6 +189,12 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		o("Service", "ProtectHome", "yes"),
 		o("Service", "PrivateTmp", "yes"),
 		o("Service", "ProtectProc", "invisible"),
+		// Only the process part of /proc: no /proc/sys, /proc/kcore,
+		// /proc/meminfo and the rest (PHP's sys_getloadavg() returns false).
+		o("Service", "ProcSubset", "pid"),
+		// Mounts made inside the unit stay there (it has its own mount
+		// namespace already, for ProtectSystem).
+		o("Service", "PrivateMounts", "yes"),
 		// Device access is limited by the cgroup (null, zero, random, tty,
 		// ...), not by a private /dev: same effect for an unprivileged
 		// user, without the mounts. ProtectKernelTunables, ProtectKernelLogs
@@ -210,8 +216,17 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		// of 200 instances a second slower here).
 		o("Service", "RemoveIPC", "yes"),
 		o("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+		// A pool listens on its Unix socket only; PHP connects out over
+		// IP (APIs, updates, mail) but never listens on a port: no bind to
+		// any IP port, so no tenant can take the panel's port (or another
+		// local service's) while it restarts. connect() is unaffected.
+		o("Service", "SocketBindDeny", "any"),
 		o("Service", "SystemCallArchitectures", "native"),
 		o("Service", "SystemCallFilter", "@system-service"),
+		// And of that, not the privileged calls (chown, setuid, ...) nor
+		// the resource ones (setrlimit, sched_setaffinity, ...): php-fpm run
+		// as its user needs none of them.
+		o("Service", "SystemCallFilter", "~@privileged @resources"),
 		o("Service", "SystemCallErrorNumber", "EPERM"),
 		o("Service", "ReadWritePaths", l.InstancesRoot+"/%i"),
 	}

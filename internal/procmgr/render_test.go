@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -480,7 +481,7 @@ func TestUnitTemplateOptions(t *testing.T) {
 				if o.Section != "Unit" && o.Section != "Service" {
 					t.Errorf("option in section %q", o.Section)
 				}
-				if k := o.Section + "." + o.Name; seen[k] {
+				if k := o.Section + "." + o.Name; seen[k] && k != "Service.SystemCallFilter" {
 					t.Errorf("%s set twice", k)
 				} else {
 					seen[k] = true
@@ -490,14 +491,26 @@ func TestUnitTemplateOptions(t *testing.T) {
 			for name, want := range map[string]string{
 				"Type": "notify", "User": "ikabud-%i", "Group": "ikabud-%i", "Restart": "on-failure",
 				"NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "", "ProtectSystem": "strict",
-				"ProtectHome": "yes", "PrivateTmp": "yes", "DevicePolicy": "closed", "SystemCallFilter": "@system-service", "ProtectProc": "invisible",
+				"ProtectHome": "yes", "PrivateTmp": "yes", "DevicePolicy": "closed", "ProtectProc": "invisible",
 				"RestrictSUIDSGID": "yes", "MemoryAccounting": "yes", "CPUAccounting": "yes", "TasksAccounting": "yes",
 				"MemoryMax": procmgr.Defaults.MemoryMax, "CPUQuota": procmgr.Defaults.CPUQuota, "TasksMax": procmgr.Defaults.TasksMax,
 				"RuntimeDirectoryMode": "0750", "ExecReload": "/bin/kill -USR2 $MAINPID",
+				"MemorySwapMax": "0", "SocketBindDeny": "any", "ProcSubset": "pid", "PrivateMounts": "yes",
+				"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
 			} {
 				if got := svc(name); got != want {
 					t.Errorf("[Service] %s=%q, want %q", name, got, want)
 				}
+			}
+			// The allow-list, then what is taken out of it: both lines.
+			var filters []string
+			for _, o := range opts {
+				if o.Section == "Service" && o.Name == "SystemCallFilter" {
+					filters = append(filters, o.Value)
+				}
+			}
+			if want := []string{"@system-service", "~@privileged @resources"}; !slices.Equal(filters, want) {
+				t.Errorf("[Service] SystemCallFilter lines %q, want %q", filters, want)
 			}
 			if got := unitFind(t, opts, "Unit", "StartLimitBurst"); got != "5" {
 				t.Errorf("[Unit] StartLimitBurst=%q, want 5", got)

@@ -25,6 +25,8 @@ type Backend struct {
 	locks procmgr.Locks
 	// feed numbers, dedupes and publishes the statuses.
 	feed procmgr.Feed
+	// bindDenied: the manager enforces SocketBindDeny= (SocketBindDenied).
+	bindDenied bool
 
 	mu    sync.Mutex
 	exits map[procmgr.InstanceID]procmgr.ExitInfo // last exit seen per instance
@@ -79,6 +81,11 @@ func New(ctx context.Context, opt Options) (*Backend, error) {
 		b.conn.close()
 		return nil, err
 	}
+	// "+BPF_FRAMEWORK" among the manager's compile-time features: the
+	// units' SocketBindDeny= is enforced (Debian 12's systemd has it off).
+	if f, err := c.GetManagerProperty("Features"); err == nil {
+		b.bindDenied = strings.Contains(f, "+BPF_FRAMEWORK")
+	}
 	b.done.Add(2)
 	go b.watch()
 	go b.refresher()
@@ -87,6 +94,12 @@ func New(ctx context.Context, opt Options) (*Backend, error) {
 
 // Name implements procmgr.Backend.
 func (b *Backend) Name() string { return "systemd" }
+
+// SocketBindDenied reports whether this host's systemd enforces the units'
+// SocketBindDeny=any, so that no instance can bind an IP port (the panel's
+// included). It needs systemd built with its BPF framework; without it the
+// option is ignored and only ports below 1024 are out of tenants' reach.
+func (b *Backend) SocketBindDenied() bool { return b.bindDenied }
 
 // InstalledPHP implements procmgr.Backend.
 func (b *Backend) InstalledPHP() []procmgr.PHPVersion { return procmgr.InstalledPHP() }
