@@ -155,7 +155,13 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 		return View{}, err
 	}
 	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" }); err != nil {
-		return View{}, err
+		// The instance runs, but is not recorded as ready: the
+		// reconciler finishes the create (Provision is idempotent) and
+		// tries again until the record is written, so the instance is
+		// not left provisioning, refusing every action.
+		s.setStatus(st)
+		s.retryLater(id)
+		return View{}, fmt.Errorf("%w (the instance runs; the panel records it as ready when the database answers)", err)
 	}
 	s.setStatus(st)
 	return s.viewOf(id)
@@ -354,31 +360,46 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 	if err != nil {
 		return View{}, err
 	}
+
+	// A transaction: the backend takes the new spec first, and only then
+	// is it recorded. A backend that refuses it gets the old one back, and
+	// nothing is recorded; a record that cannot be written puts the old
+	// spec back on the backend. Either way the stored spec is the one the
+	// instance runs.
+	onlyLimits := cur.PHP == next.PHP && cur.Pool == next.Pool && envEqual(cur.Env, next.Env)
+	stopped := row.DesiredState == DesiredStopped
+	apply := func(spec procmgr.Spec) (procmgr.Status, error) {
+		if onlyLimits || stopped {
+			// A stopped instance stays stopped; its new config is written
+			// at its next start.
+			return s.backend.SetLimits(bctx, id, spec.Limits)
+		}
+		return s.backend.Provision(bctx, spec)
+	}
+	st, err := apply(next)
+	if err != nil {
+		if _, rerr := apply(cur); rerr != nil {
+			s.log.Error("putting the previous spec back failed", "action", "set", "instance", string(id), "err", rerr)
+			err = fmt.Errorf("%w; and putting the previous settings back failed: %v", err, rerr)
+		}
+		s.recordError(bctx, id, err)
+		return View{}, mapBackendErr(err)
+	}
 	if err := s.saveRow(bctx, id, func(r *store.Instance) {
 		r.Spec, r.PHPVersion, r.CMS = string(specJSON), string(next.PHP), string(next.CMS)
 	}); err != nil {
+		if back, rerr := apply(cur); rerr != nil {
+			s.log.Error("putting the previous spec back after a failed record failed", "action", "set", "instance", string(id), "err", rerr)
+		} else {
+			s.setStatus(back)
+		}
 		return View{}, err
 	}
 	s.mu.Lock()
 	s.entries[id].spec = next
 	s.mu.Unlock()
-
-	var st procmgr.Status
-	onlyLimits := cur.PHP == next.PHP && cur.Pool == next.Pool && envEqual(cur.Env, next.Env)
-	switch {
-	case onlyLimits || row.DesiredState == DesiredStopped:
-		st, err = s.backend.SetLimits(bctx, id, next.Limits)
-		if !onlyLimits {
-			// A stopped instance stays stopped; its new config is written
-			// at its next start.
-			s.setConfigStale(id, true)
-		}
-	default:
-		st, err = s.backend.Provision(bctx, next)
-	}
-	if err != nil {
-		s.recordError(bctx, id, err)
-		return View{}, mapBackendErr(err)
+	if !onlyLimits && stopped {
+		s.setConfigStale(id, true)
 	}
 	s.setStatus(st)
 	return s.viewOf(id)

@@ -552,6 +552,17 @@ type gatedStore struct {
 	*store.DB
 	mu    sync.Mutex
 	gates map[string]*storeGate
+	fails map[string]error
+}
+
+// failNext makes the next call of the method named op fail with err.
+func (g *gatedStore) failNext(op string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fails == nil {
+		g.fails = map[string]error{}
+	}
+	g.fails[op] = err
 }
 
 type storeGate struct {
@@ -576,7 +587,12 @@ func (g *gatedStore) wait(ctx context.Context, op string) error {
 	g.mu.Lock()
 	sg := g.gates[op]
 	delete(g.gates, op)
+	ferr := g.fails[op]
+	delete(g.fails, op)
 	g.mu.Unlock()
+	if ferr != nil {
+		return ferr
+	}
 	if sg == nil {
 		return nil
 	}
@@ -700,4 +716,87 @@ func TestStartAllWithoutBatchStarter(t *testing.T) {
 	if n := e.fb.Calls(fakebackend.OpStartMany); n != 0 {
 		t.Errorf("StartMany called %d times on a backend that has none", n)
 	}
+}
+
+// Set is a transaction: the stored spec is always the one the instance
+// runs. A backend that refuses the new settings gets the old ones back and
+// nothing is recorded; a record that cannot be written puts the old
+// settings back on the backend.
+func TestSetIsTransactional(t *testing.T) {
+	db := storetest.Open(t, store.DialectSQLite, store.Options{})
+	gs := &gatedStore{DB: db}
+	e := newEnvWith(t, db, gs)
+	e.run()
+	e.create("wp-a", nil, procmgr.SpecInput{MaxChildren: "4", MemoryMax: "300M"})
+	stored := func() procmgr.Spec {
+		spec, err := procmgr.UnmarshalSpec("wp-a", []byte(e.row("wp-a").Spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+
+	// The backend refuses a pool change.
+	e.fb.FailNext(fakebackend.OpProvision, errors.New("php-fpm -t: bad config"))
+	if _, err := e.svc.Set(tctx(t), root, "wp-a", procmgr.SpecInput{MaxChildren: "9"}); err == nil {
+		t.Fatal("set succeeded although the backend refused it")
+	}
+	if got := stored().Pool.MaxChildren; got != 4 {
+		t.Errorf("stored max_children %d after a refused set, want the old 4", got)
+	}
+	if spec, _ := e.fb.Spec("wp-a"); spec.Pool.MaxChildren != 4 {
+		t.Errorf("backend runs max_children %d after a refused set, want the old 4", spec.Pool.MaxChildren)
+	}
+
+	// The backend takes a limits change, the record fails.
+	gs.failNext("UpdateInstance", errors.New("database is locked"))
+	if _, err := e.svc.Set(tctx(t), root, "wp-a", procmgr.SpecInput{MemoryMax: "600M"}); err == nil {
+		t.Fatal("set succeeded although its record failed")
+	}
+	if got := stored().Limits.MemoryMax; got != 300<<20 {
+		t.Errorf("stored memory_max %d, want the old 300M", got)
+	}
+	if spec, _ := e.fb.Spec("wp-a"); spec.Limits.MemoryMax != 300<<20 {
+		t.Errorf("backend holds memory_max %d after the record failed, want the old 300M back", spec.Limits.MemoryMax)
+	}
+	v, err := e.svc.Get(tctx(t), root, "wp-a")
+	if err != nil || v.Spec.MemoryMax != "300M" {
+		t.Errorf("view after the failed record: %+v %v", v.Spec, err)
+	}
+
+	// And a set that works is stored and applied.
+	if _, err := e.svc.Set(tctx(t), root, "wp-a", procmgr.SpecInput{MemoryMax: "600M"}); err != nil {
+		t.Fatal(err)
+	}
+	if spec, _ := e.fb.Spec("wp-a"); stored().Limits.MemoryMax != 600<<20 || spec.Limits.MemoryMax != 600<<20 {
+		t.Errorf("after a good set: stored %d, backend %d; want 600M both", stored().Limits.MemoryMax, spec.Limits.MemoryMax)
+	}
+}
+
+// A create whose last write (recording the instance ready) fails is not left
+// provisioning: the reconciler finishes it once the database answers, and
+// the instance takes actions again.
+func TestCreateWhoseLastWriteFailsIsFinished(t *testing.T) {
+	db := storetest.Open(t, store.DialectSQLite, store.Options{})
+	gs := &gatedStore{DB: db}
+	e := newEnvWith(t, db, gs)
+	e.run()
+	gs.failNext("UpdateInstance", errors.New("database is locked"))
+	// And no event from the backend follows that could wake the
+	// reconciler by chance: it must come back on its own.
+	e.fb.DropEvents(1000)
+	if _, err := e.svc.Create(tctx(t), root, instances.CreateRequest{ID: "wp-a"}); err == nil {
+		t.Fatal("create succeeded although recording it ready failed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.row("wp-a").Phase != instances.PhaseReady {
+		if time.Now().After(deadline) {
+			t.Fatalf("wp-a still %s 10 s after its last write failed", e.row("wp-a").Phase)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := e.svc.Stop(tctx(t), root, "wp-a"); err != nil {
+		t.Errorf("stop after the create was finished: %v", err)
+	}
+	e.wantAudit("wp-a", "finish-create", "ok", reconciler)
 }

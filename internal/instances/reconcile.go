@@ -152,6 +152,16 @@ func (s *Service) load(ctx context.Context) error {
 	return nil
 }
 
+// reconcileRetry is how long the reconciler waits before it looks again at
+// an instance whose record it could not write.
+const reconcileRetry = 2 * time.Second
+
+// retryLater marks id for the reconciler after reconcileRetry: a write to
+// the database failed, and no event may ever come to bring it back.
+func (s *Service) retryLater(id procmgr.InstanceID) {
+	time.AfterFunc(reconcileRetry, func() { s.enqueue(id) })
+}
+
 // enqueue marks id for the reconciler. The mark is never dropped: at most
 // one per instance waits, however many events arrive.
 func (s *Service) enqueue(id procmgr.InstanceID) {
@@ -220,6 +230,9 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		}
 		err = s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = PhaseReady; r.LastError = "" })
 		s.setStatus(st)
+		if err != nil {
+			s.retryLater(id)
+		}
 		s.audit(p, "finish-create", id, err, "")
 	case PhaseRemoving, PhasePurging:
 		purge := row.Phase == PhasePurging
