@@ -37,6 +37,41 @@ type conn struct {
 	raw *godbus.Conn
 	ch  chan *godbus.Signal
 	gen int // bumped on every new connection
+	// onBus: connected through the system bus, where any client may send
+	// this connection a signal; owner is then the unique bus name of
+	// systemd (the owner of org.freedesktop.systemd1), read at connect
+	// and again when a signal comes from another sender.
+	onBus   bool
+	owner   string
+	checked time.Time
+}
+
+// systemdName is systemd's well-known name on the system bus.
+const systemdName = "org.freedesktop.systemd1"
+
+// fromSystemd reports whether a signal with this sender comes from systemd.
+// On systemd's private socket only systemd speaks. On the system bus the
+// sender must be the owner of systemd's name: PropertiesChanged from any
+// other client (a tenant may connect to the bus) is ignored. A mismatch
+// reads the owner again (systemd re-executed), at most once a second.
+func (c *conn) fromSystemd(sender string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.onBus {
+		return true
+	}
+	if sender != "" && sender == c.owner {
+		return true
+	}
+	if c.raw == nil || time.Since(c.checked) < time.Second {
+		return false
+	}
+	c.checked = time.Now()
+	var owner string
+	if err := c.raw.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, systemdName).Store(&owner); err == nil {
+		c.owner = owner
+	}
+	return sender != "" && sender == c.owner
 }
 
 // signalBuffer is the signal channel's capacity. godbus never drops a
@@ -53,17 +88,24 @@ func (c *conn) get(ctx context.Context) (*sd.Conn, error) {
 		c.sd.Close()
 		c.sd, c.raw = nil, nil
 	}
-	raw, err := dialRaw(ctx)
+	raw, onBus, err := dialRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("systemd: connect to systemd over D-Bus: %w", err)
+	}
+	owner := ""
+	if onBus {
+		if err := raw.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, systemdName).Store(&owner); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("systemd: who owns %s on the system bus: %w", systemdName, err)
+		}
 	}
 	ch := make(chan *godbus.Signal, signalBuffer)
 	raw.Signal(ch)
 	// On the private socket systemd sends signals to every client; on the
 	// system bus the match and Subscribe are needed. Each is harmless on
 	// the other.
-	_ = raw.AddMatchSignal(godbus.WithMatchInterface("org.freedesktop.DBus.Properties"), godbus.WithMatchMember("PropertiesChanged"))
-	obj := raw.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+	_ = raw.AddMatchSignal(godbus.WithMatchSender(systemdName), godbus.WithMatchInterface("org.freedesktop.DBus.Properties"), godbus.WithMatchMember("PropertiesChanged"))
+	obj := raw.Object(systemdName, "/org/freedesktop/systemd1")
 	if err := obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("systemd: subscribe to unit signals: %w", err)
@@ -76,6 +118,7 @@ func (c *conn) get(ctx context.Context) (*sd.Conn, error) {
 		return nil, fmt.Errorf("systemd: %w", err)
 	}
 	c.sd, c.raw, c.ch = sc, raw, ch
+	c.onBus, c.owner, c.checked = onBus, owner, time.Now()
 	c.gen++
 	return sc, nil
 }
@@ -97,21 +140,21 @@ func (c *conn) close() {
 }
 
 // dialRaw connects straight to systemd's private socket when root (no
-// dbus-daemon needed), and falls back to the system bus.
-func dialRaw(ctx context.Context) (*godbus.Conn, error) {
+// dbus-daemon needed), and falls back to the system bus (onBus).
+func dialRaw(ctx context.Context) (c *godbus.Conn, onBus bool, err error) {
 	conn, err := godbus.Dial("unix:path=/run/systemd/private", godbus.WithContext(ctx))
 	if err == nil {
 		// No Hello on the private socket: it is not a bus.
 		if err = conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err == nil {
-			return conn, nil
+			return conn, false, nil
 		}
 		conn.Close()
 	}
 	bus, berr := godbus.ConnectSystemBus(godbus.WithContext(ctx))
 	if berr != nil {
-		return nil, fmt.Errorf("%w (system bus: %v)", err, berr)
+		return nil, false, fmt.Errorf("%w (system bus: %v)", err, berr)
 	}
-	return bus, nil
+	return bus, true, nil
 }
 
 // waitJob waits for a job's result on ch (capacity 1, so go-systemd never

@@ -63,6 +63,9 @@ func (b *Backend) handleSignal(sig *godbus.Signal) {
 	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 3 {
 		return
 	}
+	if !b.conn.fromSystemd(sig.Sender) {
+		return
+	}
 	iface, _ := sig.Body[0].(string)
 	if iface != "org.freedesktop.systemd1.Unit" && iface != "org.freedesktop.systemd1.Service" {
 		return
