@@ -11,18 +11,20 @@ func TestChooseBackend(t *testing.T) {
 	for _, tc := range []struct {
 		flag    string
 		booted  bool
+		force   bool
 		want    string
 		wantErr string
 	}{
-		{"auto", true, "systemd", ""},
-		{"auto", false, "supervise", ""},
-		{"systemd", true, "systemd", ""},
-		{"systemd", false, "", "not booted with systemd"},
-		{"supervise", true, "supervise", ""},
-		{"supervise", false, "supervise", ""},
-		{"docker", true, "", "must be auto, systemd or supervise"},
+		{"auto", true, false, "systemd", ""},
+		{"auto", false, false, "supervise", ""},
+		{"systemd", true, false, "systemd", ""},
+		{"systemd", false, false, "", "not booted with systemd"},
+		{"supervise", true, false, "", "booted with systemd, which owns the cgroups"},
+		{"supervise", true, true, "supervise", ""},
+		{"supervise", false, false, "supervise", ""},
+		{"docker", true, false, "", "must be auto, systemd or supervise"},
 	} {
-		got, err := chooseBackend(tc.flag, tc.booted)
+		got, err := chooseBackend(tc.flag, tc.booted, tc.force)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("chooseBackend(%q, %v) error %v, want one containing %q", tc.flag, tc.booted, err, tc.wantErr)

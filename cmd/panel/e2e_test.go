@@ -114,7 +114,7 @@ func (d *daemon) start() {
 	d.cmd = exec.Command(panelBin, "serve", "--db", d.db, "--listen", d.listen, "--socket", d.socket,
 		"--instances-root", d.layout.InstancesRoot, "--config-root", d.layout.ConfigRoot,
 		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix,
-		"--backend", d.backend)
+		"--backend", d.backend, "--force-supervise")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)

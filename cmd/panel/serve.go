@@ -43,6 +43,8 @@ type serveConfig struct {
 	listen      string
 	socket      string
 	backend     string
+	// forceSupervise: --backend supervise on a host booted with systemd.
+	forceSupervise bool
 	logLevel    string
 	initAdmin   string
 	socketGroup string
@@ -64,6 +66,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.socket, "socket", envOr("IKABUD_SOCKET", defaultSocket), "Unix socket for the command line (root only)")
 	fs.StringVar(&cfg.socketGroup, "socket-group", envOr("IKABUD_SOCKET_GROUP", ""), "also let this group use the socket (its members act as the panel user mapped to their uid)")
 	fs.StringVar(&cfg.backend, "backend", envOr("IKABUD_BACKEND", "auto"), "process backend: auto (systemd when the host was booted with it, else supervise), systemd or supervise")
+	fs.BoolVar(&cfg.forceSupervise, "force-supervise", false, "allow --backend supervise on a host booted with systemd, whose cgroups systemd owns (limits are not guaranteed; for tests)")
 	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
 	fs.StringVar(&cfg.proxySocket, "proxy-socket", envOr("IKABUD_PROXY_SOCKET", ""), "a Unix socket for a reverse proxy on this host (nginx): only the web user (and root) may connect, and its X-Forwarded-For/-Proto are believed; needs --public-url")
 	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
@@ -170,7 +173,7 @@ func hasSystemd() bool {
 
 // chooseBackend picks the process backend: systemd when the host was
 // booted with it, the built-in supervisor otherwise; --backend overrides.
-func chooseBackend(flag string, systemdBooted bool) (string, error) {
+func chooseBackend(flag string, systemdBooted, forceSupervise bool) (string, error) {
 	switch flag {
 	case "auto":
 		if systemdBooted {
@@ -183,13 +186,20 @@ func chooseBackend(flag string, systemdBooted bool) (string, error) {
 		}
 		return "systemd", nil
 	case "supervise":
+		if systemdBooted && !forceSupervise {
+			// systemd owns the cgroup tree there: it may move the
+			// supervisor's processes or remove its cgroups, and with them
+			// every instance's memory, CPU and task limits, silently.
+			return "", errors.New("--backend supervise: this host was booted with systemd, which owns the cgroups the supervisor would set limits in; " +
+				"use --backend systemd (or add --force-supervise to run without guaranteed limits)")
+		}
 		return "supervise", nil
 	}
 	return "", fmt.Errorf("%w: --backend must be auto, systemd or supervise (got %q)", errUsage, flag)
 }
 
 func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instances.Backend, func() error, error) {
-	name, err := chooseBackend(cfg.backend, hasSystemd())
+	name, err := chooseBackend(cfg.backend, hasSystemd(), cfg.forceSupervise)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,6 +209,9 @@ func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (instan
 			return nil, nil, err
 		}
 		return b, b.Close, nil
+	}
+	if hasSystemd() {
+		log.Warn("the built-in supervisor runs on a host booted with systemd (--force-supervise): systemd owns the cgroups, so instance limits are not guaranteed")
 	}
 	// The supervisor's own state, logs and cgroups are named after the unit
 	// prefix, so that two panels (or a test's) on one host never share them.
