@@ -39,21 +39,21 @@ const (
 // serveConfig is everything `panel serve` is told, from flags or IKABUD_*
 // environment variables.
 type serveConfig struct {
-	db          string
-	listen      string
-	socket      string
-	backend     string
+	db      string
+	listen  string
+	socket  string
+	backend string
 	// forceSupervise: --backend supervise on a host booted with systemd.
 	forceSupervise bool
-	logLevel    string
-	initAdmin   string
-	socketGroup string
-	dbFile      string
-	publicURL   string
-	trusted     string
-	proxySocket string
-	auditDays   int
-	layout      procmgr.Layout
+	logLevel       string
+	initAdmin      string
+	socketGroup    string
+	dbFile         string
+	publicURL      string
+	trusted        string
+	proxySocket    string
+	auditDays      int
+	layout         procmgr.Layout
 }
 
 func parseServe(args []string) (serveConfig, error) {
