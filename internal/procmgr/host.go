@@ -242,70 +242,143 @@ func ensureDirAt(dirfd int, name string, uid, gid int, mode uint32) (bool, int, 
 }
 
 // Retire removes the instance's user and group, and its files if purge;
-// kept files are given to root first. Missing parts are not errors.
+// kept files are given to root first. Missing parts are not errors. Every
+// step is attempted even when one before it failed; the error names each
+// that failed, and so what is left.
 func (h *Host) Retire(ctx context.Context, id InstanceID, purge bool) error {
-	var err error
+	var treeErr error
 	if purge {
-		err = h.RemoveTree(id)
+		treeErr = h.RemoveTree(id)
 	} else {
-		err = h.DisownTree(id)
+		treeErr = h.DisownTree(ctx, id)
 	}
-	if err != nil {
-		return err
-	}
-	return h.RemoveUser(ctx, id)
+	return errors.Join(treeErr, h.RemoveUser(ctx, id))
 }
 
 // DisownTree gives a kept instance tree (removed without purge) to root, so
-// that a later instance that is given the same uid cannot read it. The walk
-// goes through descriptors opened with O_NOFOLLOW and changes each entry
-// relative to its directory without following it, so a directory swapped
-// for a symlink meanwhile can never make root chown what the link names.
-func (h *Host) DisownTree(id InstanceID) error {
+// that a later instance that is given the same uid cannot read it.
+//
+// Only entries owned by the instance (the owner of its directory) change:
+// a file another user owns, hard-linked into the tree by the tenant, keeps
+// its owner. The walk goes through descriptors opened with O_NOFOLLOW and
+// changes each entry relative to its directory without following it, so a
+// directory swapped for a symlink meanwhile can never make root chown what
+// the link names. It is iterative (a stack of directory descriptors, no
+// recursion and no depth limit), bounded by ctx, and post-order: a
+// directory is given away after its contents, so an interrupted walk is
+// finished by the next one, which skips what is root's already.
+func (h *Host) DisownTree(ctx context.Context, id InstanceID) error {
 	root, err := unix.Open(h.Layout.InstancesRoot, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
 	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
 		return fmt.Errorf("procmgr: open %s: %w", h.Layout.InstancesRoot, err)
 	}
 	defer unix.Close(root)
-	if err := disownAt(root, string(id), 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := disownTree(ctx, root, string(id)); err != nil {
 		return fmt.Errorf("procmgr: give %s to root: %w", h.Layout.InstanceDir(id), err)
 	}
 	return nil
 }
 
-// maxTreeDepth bounds the walk of a tenant's tree.
-const maxTreeDepth = 256
+// dirFrame is one open directory of the walk, with the entries read from
+// it and not yet handled.
+type dirFrame struct {
+	dir     *os.File
+	fd      int
+	pending []os.DirEntry
+	eof     bool
+}
 
-func disownAt(dirfd int, name string, depth int) error {
-	if err := unix.Fchownat(dirfd, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+func disownTree(ctx context.Context, parent int, name string) error {
+	top, err := unix.Openat(parent, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
 	if err != nil {
-		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			return nil // a file or a symlink: changed above, nothing below
+		if errors.Is(err, unix.ENOENT) {
+			return nil
 		}
 		return err
 	}
-	dir := os.NewFile(uintptr(fd), name)
-	defer dir.Close()
-	if depth >= maxTreeDepth {
-		return fmt.Errorf("deeper than %d levels", maxTreeDepth)
+	var st unix.Stat_t
+	if err := unix.Fstat(top, &st); err != nil {
+		unix.Close(top)
+		return err
 	}
-	for {
-		entries, err := dir.ReadDir(256)
-		for _, e := range entries {
-			if err := disownAt(fd, e.Name(), depth+1); err != nil && !errors.Is(err, unix.ENOENT) {
-				return err
-			}
+	owner := st.Uid
+	if owner == 0 {
+		unix.Close(top)
+		return nil // root's already: nothing of the tenant's is left in it
+	}
+	stack := []*dirFrame{{dir: os.NewFile(uintptr(top), name), fd: top}}
+	defer func() {
+		for _, f := range stack {
+			f.dir.Close()
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+	}()
+	// disown gives one entry of dir to root; it returns the descriptor of
+	// a directory to descend into, or -1.
+	disown := func(dir int, name string) (int, error) {
+		var est unix.Stat_t
+		if err := unix.Fstatat(dir, name, &est, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return -1, nil
 			}
+			return -1, err
+		}
+		if est.Uid != owner {
+			return -1, nil // root's (done) or another user's: left as it is
+		}
+		if est.Mode&unix.S_IFMT == unix.S_IFDIR {
+			fd, err := unix.Openat(dir, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+			switch {
+			case err == nil:
+				return fd, nil
+			case errors.Is(err, unix.ENOENT):
+				return -1, nil
+			case !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.ELOOP):
+				return -1, err
+			}
+			// Swapped for a file or a link since the stat: change it as one.
+		}
+		if err := unix.Fchownat(dir, name, 0, 0, unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.ENOENT) {
+			return -1, err
+		}
+		return -1, nil
+	}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		cur := stack[len(stack)-1]
+		if len(cur.pending) == 0 && !cur.eof {
+			entries, err := cur.dir.ReadDir(256)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			cur.pending, cur.eof = entries, err != nil
+			continue
+		}
+		if len(cur.pending) == 0 {
+			// Every entry handled: give the directory itself away, and
+			// go up.
+			if err := unix.Fchown(cur.fd, 0, 0); err != nil {
+				return err
+			}
+			cur.dir.Close()
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		e := cur.pending[0]
+		cur.pending = cur.pending[1:]
+		fd, err := disown(cur.fd, e.Name())
+		if err != nil {
+			return err
+		}
+		if fd >= 0 {
+			stack = append(stack, &dirFrame{dir: os.NewFile(uintptr(fd), e.Name()), fd: fd})
+		}
 	}
+	return nil
 }
 
 // RemoveTree deletes the instance's files. os.RemoveAll removes symlinks

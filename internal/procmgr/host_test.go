@@ -1,6 +1,9 @@
 package procmgr_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -42,7 +45,7 @@ func TestDisownTreeNeverFollowsLinks(t *testing.T) {
 		return os.Lchown(p, tenant, tenant)
 	})
 
-	if err := h.DisownTree("site"); err != nil {
+	if err := h.DisownTree(t.Context(), "site"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Join(l.InstancesRoot, "site"), tree, page, link} {
@@ -58,7 +61,107 @@ func TestDisownTreeNeverFollowsLinks(t *testing.T) {
 	if s := fi.Sys().(*syscall.Stat_t); s.Uid != 4242 {
 		t.Errorf("the symlink's target was chowned to %d", s.Uid)
 	}
-	if err := h.DisownTree("gone"); err != nil {
+	if err := h.DisownTree(t.Context(), "gone"); err != nil {
 		t.Errorf("DisownTree of a missing tree: %v", err)
+	}
+}
+
+// A tree far deeper than any recursion limit is given to root whole; a
+// symlink to a non-empty directory outside the tree and a hard link to
+// another user's file leave what they point at with its owner.
+func TestDisownTreeDeepLinkedAndHardLinked(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test chowns files: run it as root (make test)")
+	}
+	base := t.TempDir()
+	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
+		RuntimeRoot: "/run/ikt-disown2", UnitDir: base, UnitPrefix: "ikt-disown2"}
+	h, err := procmgr.NewHost(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tenant, other = 250002, 4243
+	// Outside the tree: a directory with a file, and a file, of another user.
+	outside := filepath.Join(base, "outside")
+	os.Mkdir(outside, 0o755)
+	secret := filepath.Join(outside, "secret")
+	os.WriteFile(secret, []byte("x"), 0o600)
+	foreign := filepath.Join(l.InstancesRoot, "foreign") // same filesystem, for the hard link
+	os.MkdirAll(l.InstancesRoot, 0o755)
+	os.WriteFile(foreign, []byte("y"), 0o600)
+	// The directory a link points at is the tenant's own (as its files in
+	// /tmp would be): only O_NOFOLLOW keeps the walk out of it. The file
+	// hard-linked in is another user's: only the owner check keeps it.
+	for _, p := range []string{outside, secret} {
+		os.Chown(p, tenant, tenant)
+	}
+	os.Chown(foreign, other, other)
+	site := filepath.Join(l.InstancesRoot, "site")
+	deep := site
+	for range 1500 {
+		deep = filepath.Join(deep, "d")
+	}
+	if err := os.MkdirAll(deep, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(deep, "bottom.php"), []byte("<?php"), 0o640)
+	// Many entries in one directory, with a subdirectory among them, so
+	// the walk descends in the middle of a batch of entries.
+	wide := filepath.Join(site, "wide")
+	os.Mkdir(wide, 0o750)
+	for i := range 600 {
+		os.WriteFile(filepath.Join(wide, fmt.Sprintf("f%03d", i)), nil, 0o640)
+		if i == 100 {
+			os.Mkdir(filepath.Join(wide, "sub"), 0o750)
+			os.WriteFile(filepath.Join(wide, "sub", "x"), nil, 0o640)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(site, "to-dir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(foreign, filepath.Join(site, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	filepath.Walk(site, func(p string, fi os.FileInfo, _ error) error {
+		if fi != nil && fi.Mode().IsRegular() && fi.Sys().(*syscall.Stat_t).Uid == other {
+			return nil // the hard link to the other user's file
+		}
+		return os.Lchown(p, tenant, tenant)
+	})
+
+	if err := h.DisownTree(t.Context(), "site"); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	filepath.Walk(site, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Sys().(*syscall.Stat_t).Uid == tenant {
+			if left++; left < 5 {
+				t.Errorf("%s still the tenant's", p)
+			}
+		}
+		return nil
+	})
+	if left > 0 {
+		t.Errorf("%d entries still the tenant's after DisownTree", left)
+	}
+	for p, want := range map[string]uint32{outside: tenant, secret: tenant, foreign: other} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != want {
+			t.Errorf("%s (outside the tree) now owned by %d, want %d", p, uid, want)
+		}
+	}
+	// An interrupted walk is finished by the next: here, nothing to do.
+	if err := h.DisownTree(t.Context(), "site"); err != nil {
+		t.Errorf("second DisownTree: %v", err)
+	}
+	// A walk is bounded by its context.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	os.Lchown(site, tenant, tenant)
+	if err := h.DisownTree(ctx, "site"); !errors.Is(err, context.Canceled) {
+		t.Errorf("DisownTree with an ended context: %v", err)
 	}
 }
