@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,6 +89,9 @@ func (h *Host) LookupUser(id InstanceID) (InstanceUser, error) {
 func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, bool, error) {
 	h.userMu.Lock()
 	defer h.userMu.Unlock()
+	if err := waitAccountLocks(ctx); err != nil {
+		return InstanceUser{}, false, err
+	}
 	u, err := h.LookupUser(id)
 	if err == nil {
 		return u, false, h.addWebUser(ctx, id)
@@ -158,6 +162,9 @@ func groupMembers(name string) (map[string]bool, error) {
 func (h *Host) RemoveUser(ctx context.Context, id InstanceID) error {
 	h.userMu.Lock()
 	defer h.userMu.Unlock()
+	if err := waitAccountLocks(ctx); err != nil {
+		return err
+	}
 	if _, err := h.LookupUser(id); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -173,6 +180,43 @@ func (h *Host) RemoveUser(ctx context.Context, id InstanceID) error {
 		return run(ctx, "groupdel", id.UserName())
 	}
 	return nil
+}
+
+// accountLocks are the lock files shadow-utils (useradd, userdel, gpasswd)
+// hold while they rewrite the account files; each holds its owner's pid.
+var accountLocks = []string{"/etc/passwd.lock", "/etc/shadow.lock", "/etc/group.lock", "/etc/gshadow.lock"}
+
+// waitAccountLocks waits while another process rewrites the account files.
+// A panel killed during useradd leaves the useradd running: until it ends,
+// /etc/passwd may name the user while /etc/group lacks its group, and the
+// next panel must not read that half-written state as the truth. A lock
+// whose process is gone is stale (the tools themselves then take it over).
+func waitAccountLocks(ctx context.Context) error {
+	for {
+		held := ""
+		for _, p := range accountLocks {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+			if err != nil || pid <= 0 {
+				continue
+			}
+			if unix.Kill(pid, 0) == nil || errors.Is(unix.Kill(pid, 0), unix.EPERM) {
+				held = p
+				break
+			}
+		}
+		if held == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("procmgr: %s is held by another process: %w", held, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // run executes a fixed argv and returns its output in the error.
