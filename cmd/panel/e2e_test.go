@@ -54,7 +54,8 @@ type daemon struct {
 	layout  procmgr.Layout
 	socket  string
 	db      string
-	listen  string // the HTTP address
+	listen  string   // the HTTP address
+	extra   []string // more panel serve flags
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	exited  chan struct{}
@@ -84,8 +85,9 @@ func newDaemon(t *testing.T, backend string) *daemon {
 	return newDaemonOn(t, backend, "127.0.0.1:0")
 }
 
-// newDaemonOn is newDaemon with the web panel on listen.
-func newDaemonOn(t *testing.T, backend, listen string) *daemon {
+// newDaemonOn is newDaemon with the web panel on listen, and extra flags
+// for panel serve.
+func newDaemonOn(t *testing.T, backend, listen string, extra ...string) *daemon {
 	t.Helper()
 	if backend == "systemd" {
 		requireSystemd(t)
@@ -93,7 +95,7 @@ func newDaemonOn(t *testing.T, backend, listen string) *daemon {
 	procmgrtest.RequirePHPFPM(t)
 	l := procmgrtest.NewLayout(t)
 	base := filepath.Dir(l.InstancesRoot)
-	d := &daemon{t: t, backend: backend, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db"), listen: listen}
+	d := &daemon{t: t, backend: backend, layout: l, socket: filepath.Join(base, "panel.sock"), db: "sqlite://" + filepath.Join(base, "panel.db"), listen: listen, extra: extra}
 	d.start()
 	t.Cleanup(func() {
 		// Remove every instance this daemon knows, then stop it.
@@ -115,6 +117,7 @@ func (d *daemon) start() {
 		"--instances-root", d.layout.InstancesRoot, "--config-root", d.layout.ConfigRoot,
 		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix,
 		"--backend", d.backend, "--force-supervise")
+	d.cmd.Args = append(d.cmd.Args, d.extra...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
