@@ -1,0 +1,145 @@
+package supervise_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/fcgi"
+)
+
+// runScript writes a PHP script into the instance's public/ and runs it
+// through its pool.
+func runScript(t *testing.T, l procmgr.Layout, id procmgr.InstanceID, name, code string) string {
+	t.Helper()
+	script := filepath.Join(l.PublicDir(id), name)
+	if err := os.WriteFile(script, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := fcgi.Do(ctx, l.SocketPath(id), fcgi.Request{Params: map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET",
+		"SCRIPT_FILENAME": script, "SCRIPT_NAME": "/" + name, "REQUEST_URI": "/" + name,
+	}})
+	if err != nil {
+		t.Fatalf("running %s in %s: %v", name, id, err)
+	}
+	return string(resp.Body)
+}
+
+// procStatus returns a field of /proc/<pid>/status.
+func procStatus(t *testing.T, pid int, field string) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("pid %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("pid %d has no %s", pid, field)
+	return ""
+}
+
+// sessionOf returns the session id of pid (/proc/<pid>/stat, field 6).
+func sessionOf(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command may hold spaces and parentheses: fields follow the last ')'.
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	f := strings.Fields(rest)
+	sid, _ := strconv.Atoi(f[3])
+	return sid
+}
+
+// A supervised master and its workers run with no_new_privs (no setuid
+// binary can raise them) and in a session of their own (the master leads
+// it), away from the panel's.
+func TestSupervisedMastersNoNewPrivsOwnSession(t *testing.T) {
+	_, opt := setup(t)
+	s := newSession(t, opt)
+	spec, st := provision(t, s, "nnp", procmgr.SpecInput{PM: "static", MaxChildren: "2"})
+	if st.MainPID <= 1 {
+		t.Fatalf("no master pid: %+v", st)
+	}
+	var workers []int
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && len(workers) < 2; time.Sleep(10 * time.Millisecond) {
+		workers = children(st.MainPID)
+	}
+	if len(workers) < 2 {
+		t.Fatalf("master %d of %s has workers %v, want 2", st.MainPID, spec.ID, workers)
+	}
+	for _, pid := range append([]int{st.MainPID}, workers...) {
+		if got := procStatus(t, pid, "NoNewPrivs"); got != "1" {
+			t.Errorf("pid %d: NoNewPrivs %s, want 1", pid, got)
+		}
+		if sid := sessionOf(t, pid); sid != st.MainPID {
+			t.Errorf("pid %d is in session %d, want the master's own %d", pid, sid, st.MainPID)
+		}
+	}
+	if sid := sessionOf(t, os.Getpid()); sid == st.MainPID {
+		t.Errorf("the panel shares the master's session")
+	}
+}
+
+// A master's output is rate-limited as journald limits a unit's: a script
+// that writes 5,000 lines at once leaves at most 1,000 of them in a second
+// of the log, and a line that says how many were dropped.
+func TestSupervisedOutputRateLimit(t *testing.T) {
+	l, opt := setup(t)
+	s := newSession(t, opt)
+	spec, _ := provision(t, s, "rate", procmgr.SpecInput{})
+	ctx := ctxFor(t)
+	mark := fmt.Sprintf("flood-%d", time.Now().UnixNano())
+	out := runScript(t, l, spec.ID, "flood.php", `<?php for ($i = 0; $i < 5000; $i++) { error_log("`+mark+` $i"); } echo "done";`)
+	if !strings.Contains(out, "done") {
+		t.Fatalf("flood.php answered %q", out)
+	}
+	// The count of dropped lines is written when the next window opens.
+	time.Sleep(1200 * time.Millisecond)
+	runScript(t, l, spec.ID, "after.php", `<?php error_log("after the flood"); echo "ok";`)
+	var kept int
+	var suppressed string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lines, err := s.b.Logs(ctx, spec.ID, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, suppressed = 0, ""
+		for _, ln := range lines {
+			switch {
+			case strings.Contains(ln.Text, mark):
+				kept++
+			case strings.HasPrefix(ln.Text, "Suppressed "):
+				suppressed = ln.Text
+			}
+		}
+		if suppressed != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if kept == 0 || kept > 1000 {
+		t.Errorf("%d of 5,000 flood lines kept, want between 1 and 1,000", kept)
+	}
+	if suppressed == "" {
+		t.Fatalf("no 'Suppressed N lines' line after the flood (%d kept)", kept)
+	}
+	var n int
+	if _, err := fmt.Sscanf(suppressed, "Suppressed %d lines", &n); err != nil || n < 5000-kept-50 {
+		t.Errorf("%q: want about %d suppressed", suppressed, 5000-kept)
+	}
+}

@@ -1,0 +1,64 @@
+package systemd_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
+)
+
+// At most 32 journalctl readers run at once (each follow holds one of
+// root's 128 inotify instances): the 33rd follow is refused with a
+// conflict, and a slot freed by a follow that ended is taken again.
+func TestJournalReaderCap(t *testing.T) {
+	procmgrtest.RequirePHPFPM(t)
+	l := procmgrtest.NewLayout(t)
+	b := newBackend(t, l)
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id := procmgrtest.NewID("jr")
+	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Deprovision(context.Background(), id, true)
+	const slots = 32
+	cancels := make([]context.CancelFunc, 0, slots)
+	for i := range slots {
+		fctx, fcancel := context.WithCancel(ctx)
+		cancels = append(cancels, fcancel)
+		if _, err := b.FollowLogs(fctx, id, 1); err != nil {
+			t.Fatalf("follow %d of %d: %v", i+1, slots, err)
+		}
+	}
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	if _, err := b.FollowLogs(ctx, id, 1); !errors.Is(err, procmgr.ErrConflict) {
+		t.Fatalf("follow %d: %v, want a conflict (every reader slot taken)", slots+1, err)
+	}
+	if _, err := b.Logs(ctx, id, 5); !errors.Is(err, procmgr.ErrConflict) {
+		t.Errorf("a one-off read with every slot taken: %v, want a conflict", err)
+	}
+	// One follow ends: its slot is free again once its journalctl is gone.
+	cancels[0]()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fctx, fcancel := context.WithCancel(ctx)
+		_, err := b.FollowLogs(fctx, id, 1)
+		if err == nil {
+			cancels = append(cancels, fcancel)
+			break
+		}
+		fcancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot free 10 s after a follow ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
