@@ -2,11 +2,16 @@ package systemd_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
@@ -67,8 +72,10 @@ func TestSetLimitsVisibleToSystemctl(t *testing.T) {
 	}
 }
 
-// The template unit is installed once; creating instances must not change it
-// (a daemon-reload per create costs 90-245 ms).
+// The template unit is installed once; creating instances must not change
+// it, nor make systemd reload (a daemon-reload per create costs 90-245 ms).
+// Reloads are counted from systemd's own Reloading signal across creates,
+// on a connection of the test's.
 func TestNoDaemonReloadPerCreate(t *testing.T) {
 	procmgrtest.RequirePHPFPM(t)
 	l := procmgrtest.NewLayout(t)
@@ -79,19 +86,77 @@ func TestNoDaemonReloadPerCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	reloads, stop := countReloads(t)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	id := procmgrtest.NewID("nr")
-	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
-		t.Fatal(err)
+	// A reload the test causes itself, to show the counter hears them.
+	if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+		t.Fatalf("systemctl daemon-reload: %v %s", err, out)
 	}
-	defer b.Deprovision(context.Background(), id, true)
+	waitCount(t, reloads, 1, "the test's own daemon-reload")
+	for i := range 3 {
+		id := procmgrtest.NewID(fmt.Sprintf("nr%d", i))
+		if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
+			t.Fatal(err)
+		}
+		defer b.Deprovision(context.Background(), id, true)
+		if _, err := b.SetLimits(ctx, id, procmgr.Limits{MemoryMax: 200 << 20, CPUQuota: 50, TasksMax: 40}); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := exec.Command("systemctl", "show", "-p", "NeedDaemonReload", l.UnitName(id)).Output()
+		if strings.TrimSpace(string(out)) != "NeedDaemonReload=no" {
+			t.Errorf("unit needs a daemon-reload: %s", out)
+		}
+	}
+	// Any reload the creates caused has been signalled by now: a round
+	// trip to systemd orders after it.
+	exec.Command("systemctl", "show", "-p", "Version").Run()
+	time.Sleep(200 * time.Millisecond)
+	if n := reloads.Load(); n != 1 {
+		t.Errorf("systemd reloaded %d times across 3 creates and limit changes, want none (besides the test's own)", n-1)
+	}
 	after, _ := os.Stat(tpl)
 	if !after.ModTime().Equal(before.ModTime()) {
 		t.Errorf("template unit rewritten by create")
 	}
-	out, _ := exec.Command("systemctl", "show", "-p", "NeedDaemonReload", l.UnitName(id)).Output()
-	if strings.TrimSpace(string(out)) != "NeedDaemonReload=no" {
-		t.Errorf("unit needs a daemon-reload: %s", out)
+}
+
+// countReloads counts systemd's Reloading(true) signals from now on.
+func countReloads(t *testing.T) (*atomic.Int64, func()) {
+	t.Helper()
+	conn, err := godbus.Dial("unix:path=/run/systemd/private")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	if err := conn.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1").Call("org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	ch := make(chan *godbus.Signal, 1024)
+	conn.Signal(ch)
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for sig := range ch {
+			if sig.Name == "org.freedesktop.systemd1.Manager.Reloading" && len(sig.Body) == 1 && sig.Body[0] == true {
+				n.Add(1)
+			}
+		}
+	}()
+	return &n, func() { conn.Close(); <-done }
+}
+
+func waitCount(t *testing.T, n *atomic.Int64, want int64, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); n.Load() < want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d reloads heard, want %d", what, n.Load(), want)
+		}
 	}
 }
