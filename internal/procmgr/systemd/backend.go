@@ -297,8 +297,13 @@ func (b *Backend) applyLimits(ctx context.Context, c *sd.Conn, id procmgr.Instan
 	if err != nil {
 		return fmt.Errorf("systemd: read back limits of %s: %w", unit, err)
 	}
-	got := limitPropsFrom(props)
-	if got != want {
+	return checkLimits(unit, want, props)
+}
+
+// checkLimits compares the limits asked with the properties systemd reports
+// back: a value it clamped, rounded or refused is an error naming both.
+func checkLimits(unit string, want limitValues, props map[string]any) error {
+	if got := limitPropsFrom(props); got != want {
 		return fmt.Errorf("systemd: limits of %s not applied: asked %+v, systemd has %+v", unit, want, got)
 	}
 	return nil

@@ -83,3 +83,24 @@ func escapeUnit(name string) string {
 	}
 	return string(out)
 }
+
+// Limits systemd reports back differently from what was asked (clamped,
+// rounded, overridden by a drop-in) fail SetLimits, naming both; the same
+// values pass.
+func TestLimitsReadBackMustMatch(t *testing.T) {
+	want := limitProps(procmgr.Limits{MemoryMax: 300 << 20, CPUQuota: 40, TasksMax: 77})
+	same := map[string]any{"MemoryMax": uint64(300 << 20), "CPUQuotaPerSecUSec": uint64(400_000), "TasksMax": uint64(77)}
+	if err := checkLimits("u", want, same); err != nil {
+		t.Errorf("the same limits: %v", err)
+	}
+	for name, v := range map[string]any{"MemoryMax": uint64(256 << 20), "CPUQuotaPerSecUSec": uint64(410_000), "TasksMax": uint64(4915)} {
+		props := map[string]any{}
+		for k, x := range same {
+			props[k] = x
+		}
+		props[name] = v
+		if err := checkLimits("u", want, props); err == nil {
+			t.Errorf("systemd reporting %s=%v (asked otherwise) was accepted", name, v)
+		}
+	}
+}
