@@ -78,3 +78,18 @@ func TestServeFlagsAuditRetention(t *testing.T) {
 		t.Errorf("--listen none without a proxy socket was taken")
 	}
 }
+
+func TestServeFlagsLogMemory(t *testing.T) {
+	cfg, err := parseServe(nil)
+	if err != nil || cfg.logMemoryBytes != procmgr.DefaultLogMemory {
+		t.Errorf("default log memory %d, %v; want %d", cfg.logMemoryBytes, err, procmgr.DefaultLogMemory)
+	}
+	if cfg, err := parseServe([]string{"--log-memory", "1G"}); err != nil || cfg.logMemoryBytes != 1<<30 {
+		t.Errorf("--log-memory 1G: %d, %v", cfg.logMemoryBytes, err)
+	}
+	for _, bad := range []string{"1K", "100G", "-5M", "lots"} {
+		if _, err := parseServe([]string{"--log-memory", bad}); err == nil || !strings.Contains(err.Error(), "log-memory") {
+			t.Errorf("--log-memory %q: %v, want refused naming the flag", bad, err)
+		}
+	}
+}

@@ -45,6 +45,8 @@ type serveConfig struct {
 	backend string
 	// forceSupervise: --backend supervise on a host booted with systemd.
 	forceSupervise bool
+	logMemory      string
+	logMemoryBytes procmgr.Bytes
 	logLevel       string
 	initAdmin      string
 	socketGroup    string
@@ -70,6 +72,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
 	fs.StringVar(&cfg.proxySocket, "proxy-socket", envOr("IKABUD_PROXY_SOCKET", ""), "a Unix socket for a reverse proxy on this host (nginx): only the web user (and root) may connect, and its X-Forwarded-For/-Proto are believed; needs --public-url")
 	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	fs.StringVar(&cfg.logMemory, "log-memory", envOr("IKABUD_LOG_MEMORY", "256M"), "at most this much of instances' log lines held in memory at once, all instances together (16M to 64G); the log files and the journal keep everything")
 	fs.IntVar(&cfg.auditDays, "audit-retention-days", envInt("IKABUD_AUDIT_RETENTION_DAYS", 400), "delete audit records older than this many days (0 keeps them all)")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")
@@ -90,6 +93,9 @@ func parseServe(args []string) (serveConfig, error) {
 	}
 	if err := cfg.layout.Validate(); err != nil {
 		return cfg, err
+	}
+	if cfg.logMemoryBytes, err = procmgr.ParseLogMemory(cfg.logMemory); err != nil {
+		return cfg, fmt.Errorf("%w: --%v", errUsage, err)
 	}
 	if cfg.auditDays < 0 || cfg.auditDays > 100*365 {
 		return cfg, fmt.Errorf("%w: --audit-retention-days must be 0 (keep all) to 36500 (got %d)", errUsage, cfg.auditDays)
@@ -250,6 +256,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	procmgr.LogMemory.SetLimit(int64(cfg.logMemoryBytes))
 	log, err := newLogger(stderr, cfg.logLevel)
 	if err != nil {
 		return err

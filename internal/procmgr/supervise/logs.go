@@ -54,9 +54,8 @@ type logSink struct {
 	wg       *sync.WaitGroup // the backend's: the reader goroutine counts in it
 
 	mu        sync.Mutex
-	ring      []procmgr.LogLine // circular, up to ringLines
-	head      int               // index of the oldest line once the ring is full
-	loaded    bool              // the ring was filled from the file
+	ring      lineRing
+	loaded    bool // the ring was filled from the file
 	file      *os.File
 	size      int64
 	reader    *os.File // the FIFO, open O_RDWR
@@ -234,13 +233,75 @@ func (s *logSink) add(texts ...string) {
 	}
 }
 
-func (s *logSink) pushLocked(l procmgr.LogLine) {
-	if len(s.ring) < ringLines {
-		s.ring = append(s.ring, l)
-		return
+func (s *logSink) pushLocked(l procmgr.LogLine) { s.ring.push(l) }
+
+// lineRing is the last lines of one instance's log kept in memory: at most
+// ringLines, and only while procmgr.LogMemory has room. Without room the
+// ring gives up its own oldest lines first; a line that does not fit even
+// then is in the log file only. partial says lines before the ring's are
+// not in it (they left, or were never kept): reads of more lines than it
+// holds go to the file.
+type lineRing struct {
+	lines   []procmgr.LogLine // lines[head:] oldest first
+	head    int
+	bytes   int64 // reserved from procmgr.LogMemory
+	partial bool
+}
+
+func (r *lineRing) len() int { return len(r.lines) - r.head }
+
+func (r *lineRing) popOldest() {
+	old := r.lines[r.head]
+	r.lines[r.head] = procmgr.LogLine{}
+	r.head++
+	cost := procmgr.LineCost(old)
+	r.bytes -= cost
+	procmgr.LogMemory.Release(cost)
+	r.partial = true
+	if r.head > ringLines/2 && r.head*2 > len(r.lines) {
+		n := copy(r.lines, r.lines[r.head:])
+		clear(r.lines[n:])
+		r.lines, r.head = r.lines[:n], 0
 	}
-	s.ring[s.head] = l
-	s.head = (s.head + 1) % ringLines
+}
+
+func (r *lineRing) push(l procmgr.LogLine) {
+	if r.len() >= ringLines {
+		r.popOldest()
+	}
+	cost := procmgr.LineCost(l)
+	for !procmgr.LogMemory.Reserve(cost) {
+		if r.len() == 0 {
+			r.partial = true // the budget is spent by others: file only
+			return
+		}
+		r.popOldest()
+	}
+	r.bytes += cost
+	r.lines = append(r.lines, l)
+}
+
+// reset replaces the ring's lines (read from the file); partial when the
+// file may hold more.
+func (r *lineRing) reset(lines []procmgr.LogLine, partial bool) {
+	r.free()
+	r.partial = partial
+	for _, l := range lines {
+		r.push(l)
+	}
+}
+
+// last returns up to n of the newest lines, oldest first.
+func (r *lineRing) last(n int) []procmgr.LogLine {
+	n = min(n, r.len())
+	return append([]procmgr.LogLine(nil), r.lines[len(r.lines)-n:]...)
+}
+
+// free gives the ring's lines and their budget back.
+func (r *lineRing) free() {
+	procmgr.LogMemory.Release(r.bytes)
+	clear(r.lines)
+	r.lines, r.head, r.bytes = r.lines[:0], 0, 0
 }
 
 func (s *logSink) writeFileLocked(l procmgr.LogLine) {
@@ -289,20 +350,14 @@ func (s *logSink) lastLocked(n int) []procmgr.LogLine {
 		s.loaded = true
 		// Every line added so far is in the file too; the file has more
 		// unless it could not be written.
-		if tail := readTail(s.logPath, ringLines); len(tail) >= len(s.ring) {
-			s.ring, s.head = tail, 0
+		if tail := readTail(s.logPath, ringLines); len(tail) >= s.ring.len() {
+			s.ring.reset(tail, len(tail) >= ringLines)
 		}
 	}
-	if n > len(s.ring) && len(s.ring) == ringLines {
+	if n > s.ring.len() && s.ring.partial {
 		return readTail(s.logPath, n)
 	}
-	n = min(n, len(s.ring))
-	out := make([]procmgr.LogLine, 0, n)
-	start := len(s.ring) - n
-	for i := start; i < len(s.ring); i++ {
-		out = append(out, s.ring[(s.head+i)%len(s.ring)])
-	}
-	return out
+	return s.ring.last(n)
 }
 
 func (s *logSink) last(n int) []procmgr.LogLine {
@@ -365,6 +420,7 @@ func (s *logSink) close() {
 		delete(s.followers, ch)
 		close(ch)
 	}
+	s.ring.free()
 }
 
 // remove closes the sink and deletes the FIFO and the log files.

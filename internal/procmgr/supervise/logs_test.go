@@ -109,3 +109,46 @@ func TestLogPipeLongLinesAndFollow(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The rings of every instance share procmgr.LogMemory: what they hold never
+// exceeds it; a ring out of room gives up its own oldest lines, and one
+// whose lines the others hold keeps none (its reads go to the file). Freed
+// rings give their bytes back.
+func TestRingsShareTheLogMemoryBudget(t *testing.T) {
+	saved := procmgr.LogMemory.Limit()
+	base := procmgr.LogMemory.Used()
+	const limit = 64 << 10
+	procmgr.LogMemory.SetLimit(base + limit)
+	t.Cleanup(func() { procmgr.LogMemory.SetLimit(saved) })
+
+	line := func(i int) procmgr.LogLine {
+		return procmgr.LogLine{Text: fmt.Sprintf("%04d %s", i, strings.Repeat("x", 1000))}
+	}
+	var a, b lineRing
+	for i := range 200 {
+		a.push(line(i))
+		if used := procmgr.LogMemory.Used() - base; used > limit {
+			t.Fatalf("after %d lines the rings hold %d bytes, over the budget of %d", i+1, used, limit)
+		}
+	}
+	if a.len() == 0 || a.len() >= 200 || !a.partial {
+		t.Fatalf("ring a holds %d lines (partial %v), want fewer than 200 and marked partial", a.len(), a.partial)
+	}
+	if got := a.last(1)[0].Text; got != line(199).Text {
+		t.Errorf("ring a's newest line %.10q, want line 199", got)
+	}
+	// a holds the whole budget: b keeps nothing, and says so.
+	b.push(line(0))
+	if b.len() != 0 || !b.partial {
+		t.Errorf("ring b kept %d lines with the budget spent by a (partial %v)", b.len(), b.partial)
+	}
+	a.free()
+	if used := procmgr.LogMemory.Used() - base; used != 0 {
+		t.Errorf("%d bytes still reserved after the ring was freed", used)
+	}
+	b.push(line(1))
+	if b.len() != 1 {
+		t.Errorf("ring b kept %d lines once a was freed, want 1", b.len())
+	}
+	b.free()
+}

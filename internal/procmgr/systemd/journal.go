@@ -114,13 +114,32 @@ func (b *Backend) Logs(ctx context.Context, id procmgr.InstanceID, n int) ([]pro
 	if err != nil {
 		return nil, err
 	}
+	// The lines gathered count against the daemon's log memory until they
+	// are handed over: 32 readers of 10,000 long lines could otherwise
+	// hold more than a gigabyte at once.
 	var lines []procmgr.LogLine
-	rerr := readJournal(out, func(l procmgr.LogLine) { lines = append(lines, l) })
+	var held int64
+	defer func() { procmgr.LogMemory.Release(held) }()
+	spent := false
+	rerr := readJournal(out, func(l procmgr.LogLine) {
+		if spent {
+			return
+		}
+		if cost := procmgr.LineCost(l); procmgr.LogMemory.Reserve(cost) {
+			held += cost
+			lines = append(lines, l)
+			return
+		}
+		spent = true
+		stop()
+	})
 	if rerr != nil {
 		stop()
 	}
 	werr := done()
 	switch {
+	case spent:
+		return nil, fmt.Errorf("systemd: logs of %s: %w", id, procmgr.ErrLogMemory)
 	case rerr != nil:
 		return nil, fmt.Errorf("systemd: logs of %s: %w", id, rerr)
 	case werr != nil && ctx.Err() == nil:

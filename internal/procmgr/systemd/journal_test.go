@@ -3,10 +3,13 @@ package systemd_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/fcgi"
 	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 )
 
@@ -60,5 +63,52 @@ func TestJournalReaderCap(t *testing.T) {
 			t.Fatalf("no slot free 10 s after a follow ended: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A journal read gathers its lines within procmgr.LogMemory: with the
+// budget nearly spent, reading many lines fails with ErrLogMemory (a
+// conflict) instead of holding them; with room, the same read works.
+func TestJournalReadWithinLogMemory(t *testing.T) {
+	procmgrtest.RequirePHPFPM(t)
+	l := procmgrtest.NewLayout(t)
+	b := newBackend(t, l)
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id := procmgrtest.NewID("jm")
+	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Deprovision(context.Background(), id, true)
+	script := filepath.Join(l.PublicDir(id), "lines.php")
+	if err := os.WriteFile(script, []byte(`<?php for ($i = 0; $i < 300; $i++) { error_log("budget line $i ".str_repeat("y", 200)); } echo "ok";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fcgi.Do(ctx, l.SocketPath(id), fcgi.Request{Params: map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET",
+		"SCRIPT_FILENAME": script, "SCRIPT_NAME": "/lines.php", "REQUEST_URI": "/lines.php",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	var lines []procmgr.LogLine
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var err error
+		if lines, err = b.Logs(ctx, id, 1000); err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) >= 300 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(lines) < 300 {
+		t.Fatalf("the journal has %d lines of the instance, want 300", len(lines))
+	}
+	saved := procmgr.LogMemory.Limit()
+	procmgr.LogMemory.SetLimit(procmgr.LogMemory.Used() + 16<<10)
+	_, err := b.Logs(ctx, id, 1000)
+	procmgr.LogMemory.SetLimit(saved)
+	if !errors.Is(err, procmgr.ErrLogMemory) || !errors.Is(err, procmgr.ErrConflict) {
+		t.Fatalf("a read of 300 long lines with 16 KiB of budget left: %v, want ErrLogMemory", err)
 	}
 }
