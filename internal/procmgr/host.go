@@ -290,13 +290,22 @@ func ensureDirAt(dirfd int, name string, uid, gid int, mode uint32) (bool, int, 
 // step is attempted even when one before it failed; the error names each
 // that failed, and so what is left.
 func (h *Host) Retire(ctx context.Context, id InstanceID, purge bool) error {
+	// Before the uid can go to another tenant: no process of it left (a
+	// setsid child outlives its master where no cgroup tracks it), and
+	// nothing of it in /tmp, /var/tmp, /dev/shm or System V IPC.
+	var leftErr error
+	if u, err := h.LookupUser(id); err == nil {
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		leftErr = errors.Join(KillUID(kctx, u.UID), RemoveUIDLeftovers(u.UID))
+		cancel()
+	}
 	var treeErr error
 	if purge {
 		treeErr = h.RemoveTree(id)
 	} else {
 		treeErr = h.DisownTree(ctx, id)
 	}
-	return errors.Join(treeErr, h.RemoveUser(ctx, id))
+	return errors.Join(leftErr, treeErr, h.RemoveUser(ctx, id))
 }
 
 // DisownTree gives a kept instance tree (removed without purge) to root, so

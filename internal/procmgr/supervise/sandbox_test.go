@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -142,4 +143,98 @@ func TestSupervisedOutputRateLimit(t *testing.T) {
 	if _, err := fmt.Sscanf(suppressed, "Suppressed %d lines", &n); err != nil || n < 5000-kept-50 {
 		t.Errorf("%q: want about %d suppressed", suppressed, 5000-kept)
 	}
+}
+
+// What a tenant's code leaves outside its tree goes with the instance, so
+// that the next tenant given its uid finds nothing: a setsid child (no
+// cgroup need track it) ends at stop; files in /tmp and /dev/shm and a
+// System V shared memory segment are removed with the instance.
+func TestSupervisedLeftoversGoWithTheInstance(t *testing.T) {
+	l, opt := setup(t)
+	s := newSession(t, opt)
+	spec, _ := provision(t, s, "left", procmgr.SpecInput{})
+	ctx := ctxFor(t)
+	u, err := user.Lookup(spec.ID.UserName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	tmpFile := "/tmp/ikt-left-" + string(spec.ID)
+	shmFile := "/dev/shm/ikt-left-" + string(spec.ID)
+	out := runScript(t, l, spec.ID, "leave.php", `<?php
+exec("setsid sleep 1000 > /dev/null 2>&1 < /dev/null &");
+exec("echo x > `+tmpFile+`; echo y > `+shmFile+`; ipcmk -M 4096 2>&1", $o, $rc);
+echo "rc=$rc ", implode(" ", $o);`)
+	if !strings.Contains(out, "rc=0") {
+		t.Fatalf("leave.php: %q", out)
+	}
+	// The setsid child is there, outside the master's process group.
+	var stray []int
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		stray = nil
+		for _, p := range procmgr.UIDProcesses(uid) {
+			if strings.HasPrefix(procCmdlineOf(p), "sleep 1000") {
+				stray = append(stray, p)
+			}
+		}
+		if len(stray) > 0 {
+			break
+		}
+	}
+	if len(stray) == 0 {
+		t.Fatal("the setsid child never showed up")
+	}
+	if _, err := s.b.Stop(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left := procmgr.UIDProcesses(uid); len(left) > 0 {
+		t.Errorf("after stop, processes of the instance's uid remain: %v", left)
+	}
+	for _, f := range []string{tmpFile, shmFile} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s was not made: %v", f, err)
+		}
+	}
+	if !ipcHasUID(uid) {
+		t.Fatal("no System V segment of the instance's uid was made")
+	}
+	if err := s.b.Deprovision(ctx, spec.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{tmpFile, shmFile} {
+		if _, err := os.Stat(f); err == nil {
+			os.Remove(f)
+			t.Errorf("%s outlived the instance", f)
+		}
+	}
+	if ipcHasUID(uid) {
+		t.Errorf("a System V segment of uid %d outlived the instance", uid)
+	}
+}
+
+func procCmdlineOf(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+}
+
+// ipcHasUID reports whether a shared memory segment of uid exists.
+func ipcHasUID(uid int) bool {
+	data, _ := os.ReadFile("/proc/sysvipc/shm")
+	lines := strings.Split(string(data), "\n")
+	if len(lines) == 0 {
+		return false
+	}
+	cols := strings.Fields(lines[0])
+	ui := -1
+	for i, c := range cols {
+		if c == "uid" {
+			ui = i
+		}
+	}
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); ui >= 0 && len(f) > ui && f[ui] == strconv.Itoa(uid) {
+			return true
+		}
+	}
+	return false
 }
