@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,4 +126,132 @@ func assertNothingLeft(t *testing.T, d *daemon, id string) {
 	if n := countMasters(t, d.layout.FPMConfigPath(iid)); n != 0 {
 		t.Errorf("%d php-fpm masters of %s still run", n, id)
 	}
+}
+
+// The panel killed while removing without purge: after the restart the
+// removal is finished as a keep: user, group, config and masters gone, the
+// files kept and given to root.
+func TestPanelKilledDuringRemoveKeep(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := newDaemon(t, backend)
+		id := string(procmgrtest.NewID("keep"))
+		d.must("create", id)
+		pub := d.layout.PublicDir(procmgr.InstanceID(id))
+		for i := range 40 {
+			dir := filepath.Join(pub, fmt.Sprintf("d%02d", i))
+			os.Mkdir(dir, 0o755)
+			for j := range 500 {
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", j)), nil, 0o644)
+			}
+		}
+		// Given to the instance, as its own files would be.
+		u, err := user.Lookup(procmgr.InstanceID(id).UserName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		filepath.Walk(pub, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, uid, uid) })
+		go d.panel("remove", id)
+		d.killWhenPhase(id, "removing")
+		d.start()
+		d.waitGone(id)
+		iid := procmgr.InstanceID(id)
+		if _, err := user.Lookup(iid.UserName()); err == nil {
+			t.Errorf("user %s still exists", iid.UserName())
+		}
+		for _, p := range []string{d.layout.ConfigDir(iid), d.layout.RuntimeDir(iid)} {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s still exists", p)
+			}
+		}
+		left := 0
+		filepath.Walk(d.layout.InstanceDir(iid), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Sys().(*syscall.Stat_t).Uid != 0 {
+				left++
+			}
+			return nil
+		})
+		if _, err := os.Stat(filepath.Join(pub, "d39", "f499")); err != nil || left != 0 {
+			t.Errorf("kept files: %v, %d entries not root's; want all kept and root's", err, left)
+		}
+		os.RemoveAll(d.layout.InstanceDir(iid))
+	})
+}
+
+// A create that fails half way on a real backend (its config directory is
+// taken by a file) is rolled back: no user, group, files or master are
+// left, and once the obstacle is gone the id can be created.
+func TestFailedCreateRolledBackOnRealBackends(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := newDaemon(t, backend)
+		id := string(procmgrtest.NewID("rb"))
+		cfg := d.layout.ConfigDir(procmgr.InstanceID(id))
+		os.MkdirAll(filepath.Dir(cfg), 0o755)
+		if err := os.WriteFile(cfg, []byte("in the way"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := d.panel("create", id); err == nil {
+			t.Fatalf("create with its config directory taken succeeded:\n%s", out)
+		}
+		os.Remove(cfg)
+		if _, err := d.panel("status", id); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("status after the failed create: %v, want not found", err)
+		}
+		assertNothingLeft(t, d, id)
+		d.must("create", id)
+	})
+}
+
+// An instance that keeps exiting cleanly (no restart policy counts a clean
+// exit) is started again by the reconciler, five times a minute at most;
+// then it is left stopped, with the reason in its status, until a person
+// starts it.
+func TestAutoStartLimitOnRealBackends(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := newDaemon(t, backend)
+		id := string(procmgrtest.NewID("as"))
+		pid := field(t, pidRe, d.must("create", id))
+		for round := 0; ; round++ {
+			if pid <= 1 {
+				t.Fatalf("round %d: no master pid", round)
+			}
+			// SIGQUIT: php-fpm's graceful shutdown, a clean exit.
+			if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			var st string
+			next := 0
+			deadline := time.Now().Add(15 * time.Second)
+			for time.Now().Before(deadline) {
+				st, _ = d.panel("status", id)
+				if m := pidRe.FindStringSubmatch(st); m != nil {
+					next, _ = strconv.Atoi(m[1])
+				}
+				if (next != 0 && next != pid && strings.Contains(st, "State: running")) || strings.Contains(st, "not started again") {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if strings.Contains(st, "not started again") {
+				if round != 5 {
+					t.Errorf("left stopped after %d automatic starts, want 5", round)
+				}
+				if !strings.Contains(st, "State: stopped") {
+					t.Errorf("status at the limit:\n%s", st)
+				}
+				break
+			}
+			if next == 0 || next == pid {
+				t.Fatalf("round %d: not started again and no limit reached:\n%s\ndaemon log:\n%s", round, st, d.log)
+			}
+			if round > 6 {
+				t.Fatalf("started again %d times, the limit is 5", round)
+			}
+			pid = next
+		}
+		// A person's start works, and resets the count.
+		if st := d.must("start", id); !strings.Contains(st, "State: running") {
+			t.Errorf("start after the limit:\n%s", st)
+		}
+	})
 }
