@@ -44,9 +44,13 @@ type bench struct {
 	results []string
 	// httpAddr is the daemon's web panel; killFloor the p50 of kill -9 to
 	// the raw D-Bus event, the floor of the websocket figure.
-	httpAddr  string
-	killFloor time.Duration
-	failed    bool
+	httpAddr      string
+	killFloor     time.Duration
+	killFloorName string
+	failed        bool
+	// restore: instances to bring back after a simulated reboot; loggers:
+	// instances logging for the memory figure.
+	restore, loggers int
 }
 
 func main() {
@@ -55,7 +59,15 @@ func main() {
 	known := flag.Int("known", 1000, "instances known to the daemon for list and memory")
 	panelBin := flag.String("panel", "", "panel binary (default: build ./cmd/panel)")
 	backend := flag.String("backend", "systemd", "systemd or supervise")
+	restore := flag.Int("restore", -1, "instances recorded as running and gone from the host that a panel start must bring back (default 1000 for the supervisor, 0 for systemd)")
+	loggers := flag.Int("loggers", 100, "instances logging at full rate for the daemon-memory figure (supervisor only)")
 	flag.Parse()
+	if *restore < 0 {
+		*restore = 0
+		if *backend == "supervise" {
+			*restore = 1000
+		}
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "panel-bench must run as root: use `make bench`")
 		os.Exit(1)
@@ -64,7 +76,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "panel-bench --backend systemd must run under systemd: use `make bench`")
 		os.Exit(1)
 	}
-	b := &bench{backend: *backend}
+	b := &bench{backend: *backend, restore: *restore, loggers: *loggers}
+	loadStart := loadavg()
 	if err := b.setup(*panelBin); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)
 		os.Exit(1)
@@ -74,6 +87,7 @@ func main() {
 	fmt.Println()
 	fmt.Printf("== Ikabud Panel benchmark (%s backend) ==\n", b.backend)
 	fmt.Println("daemon log:", b.logPath)
+	fmt.Printf("load average (1, 5, 15 min): %s at start, %s at end; figures are read as ratios to their floors, measured in the same run\n", loadStart, loadavg())
 	for _, r := range b.results {
 		fmt.Println(r)
 	}
@@ -259,7 +273,8 @@ func (b *bench) run(background, samples, known int) error {
 	if b.backend == "supervise" {
 		target = 60 * time.Millisecond
 	}
-	b.report(fmt.Sprintf("create until ping answers (%d running)", background), ds, target)
+	createDs := append([]time.Duration(nil), ds...)
+	createTarget := target
 	for i := 0; i < samples; i++ {
 		if err := b.api("DELETE", fmt.Sprintf("/api/v1/instances/cr%04d?purge=true", i), nil, nil); err != nil {
 			return err
@@ -276,7 +291,8 @@ func (b *bench) run(background, samples, known int) error {
 		}
 		ds = append(ds, time.Since(start))
 	}
-	b.report("status of one instance through the daemon (API)", ds, 2*time.Millisecond)
+	floor := b.apiFloor(1000)
+	b.reportRatio("status of one instance through the daemon (API)", ds, floor, "GET /healthz over the same socket", 3, 2*time.Millisecond)
 	ds = ds[:0]
 	for i := 0; i < 20; i++ {
 		start := time.Now()
@@ -298,6 +314,12 @@ func (b *bench) run(background, samples, known int) error {
 		if err := b.killEvents(bg[:min(samples, len(bg))]); err != nil {
 			return err
 		}
+	} else {
+		wf, err := waitidFloor(samples)
+		if err != nil {
+			return err
+		}
+		b.killFloor, b.killFloorName = pct(wf, 0.5), "a child killed with SIGKILL until its parent's wait returns"
 	}
 
 	// start 200 stopped instances with one request.
@@ -310,6 +332,40 @@ func (b *bench) run(background, samples, known int) error {
 
 	fmt.Println("stopping background instances...")
 	if err := parallel(bg, 8, func(id string) error { return b.api("POST", "/api/v1/instances/"+id+"/stop", nil, nil) }); err != nil {
+		return err
+	}
+	// The floors of create and start-all, with the panel stopped (no
+	// reconciler to interfere): the same units started by systemctl, or
+	// the same php-fpm started directly.
+	const floorID = "fl0000"
+	if _, err := b.create(floorID); err != nil {
+		return err
+	}
+	if err := b.api("POST", "/api/v1/instances/"+floorID+"/stop", nil, nil); err != nil {
+		return err
+	}
+	fmt.Println("measuring floors with the panel stopped...")
+	b.stopDaemon()
+	createFloor, err := b.startOneFloor(floorID, samples)
+	if err != nil {
+		return fmt.Errorf("create floor: %w", err)
+	}
+	startFloorTook, stopFloor, err := b.startFloor(bg)
+	if err != nil {
+		return fmt.Errorf("start-all floor: %w", err)
+	}
+	if err := stopFloor(); err != nil {
+		return err
+	}
+	if err := b.startDaemon(); err != nil {
+		return err
+	}
+	floorName := "`systemctl start` of the instance's own unit (stopped), until ping"
+	if b.backend == "supervise" {
+		floorName = "php-fpm started directly with the instance's config, as its user, until ping"
+	}
+	b.reportRatio(fmt.Sprintf("create until ping answers (%d running)", background), createDs, createFloor, floorName, 1.5, createTarget)
+	if err := b.api("DELETE", "/api/v1/instances/"+floorID+"?purge=true", nil, nil); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -339,6 +395,16 @@ func (b *bench) run(background, samples, known int) error {
 		verdict, b.failed = fmt.Sprintf("%s, %d FAILED", verdict, len(res.Failed)), true
 	}
 	b.note(fmt.Sprintf("%-58s %10s (all answering ping after %s)  target <= 3500 ms  %s", fmt.Sprintf("start %d stopped instances (start --all)", len(bg)), ms(elapsed), ms(all), verdict))
+	startFloorName := fmt.Sprintf("`systemctl start` of the same %d units in one command, until all answer ping", len(bg))
+	if b.backend == "supervise" {
+		startFloorName = fmt.Sprintf("the same %d php-fpm started directly, 16 at a time, until all answer ping", len(bg))
+	}
+	ratio := float64(all) / float64(startFloorTook)
+	rv := "OK"
+	if ratio > 1.5 {
+		rv, b.failed = "MISSED", true
+	}
+	b.note(fmt.Sprintf("  floor: %s: %s; ratio (all answering) %.2f  target <= 1.5x  %s", startFloorName, ms(startFloorTook), ratio, rv))
 	if data, err := os.ReadFile(b.logPath); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
 			if strings.Contains(line, "action=start-many") {
@@ -347,11 +413,26 @@ func (b *bench) run(background, samples, known int) error {
 		}
 	}
 
+	if b.restore > 0 {
+		if err := b.restoreFigure(bg, b.restore); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+	if b.backend == "supervise" && b.loggers > 0 {
+		if err := b.loggingMemory(bg[:min(b.loggers, len(bg))]); err != nil {
+			return fmt.Errorf("logging memory: %w", err)
+		}
+	}
+
 	// list and memory with `known` instances: the running ones plus rows
 	// recorded as stopped, loaded by a restarted daemon.
-	if known > len(bg) {
+	var have []instances.View
+	if err := b.api("GET", "/api/v1/instances", nil, &have); err != nil {
+		return err
+	}
+	if known > len(have) {
 		b.stopDaemon()
-		if err := b.addStoppedRows(known - len(bg)); err != nil {
+		if err := b.addStoppedRows(known - len(have)); err != nil {
 			return err
 		}
 		if err := b.startDaemon(); err != nil {
@@ -369,13 +450,13 @@ func (b *bench) run(background, samples, known int) error {
 		ds = append(ds, time.Since(start))
 		n = len(vs)
 	}
-	b.report(fmt.Sprintf("list --json of %d instances (API, decoded)", n), ds, 20*time.Millisecond)
+	b.reportRatio(fmt.Sprintf("list --json of %d instances (API, decoded)", n), ds, b.apiFloor(50), "GET /healthz over the same socket", 100, 20*time.Millisecond)
 	rss := vmRSS(b.daemon.Process.Pid)
 	verdict = "OK"
 	if rss > 100<<20 {
 		verdict, b.failed = "MISSED", true
 	}
-	b.note(fmt.Sprintf("%-58s %10.1f MiB RSS  target <= 100 MiB  %s", fmt.Sprintf("daemon memory with %d instances known", n), float64(rss)/(1<<20), verdict))
+	b.note(fmt.Sprintf("%-58s %10.1f MiB RSS  target <= 100 MiB  %s", fmt.Sprintf("daemon memory, %d instances known (%d running)", n, b.running()), float64(rss)/(1<<20), verdict))
 	return nil
 }
 
@@ -423,7 +504,7 @@ func (b *bench) killEvents(ids []string) error {
 		}
 	}
 	b.report("kill -9 of a master until a subscriber gets the event", ds, 10*time.Millisecond)
-	b.killFloor = pct(ds, 0.5)
+	b.killFloor, b.killFloorName = pct(ds, 0.5), "the raw D-Bus signal, heard by a subscriber of its own"
 	return nil
 }
 

@@ -19,8 +19,9 @@ import (
 // places; System V IPC objects. Instance uids are reused after a removal,
 // so the next tenant given the uid must find none of it.
 
-// UIDProcesses lists the processes whose real, effective or saved uid is
-// uid.
+// UIDProcesses lists the live processes whose real, effective or saved uid
+// is uid. Zombies are left out: they run nothing, and go when their parent
+// (or the subreaper) reaps them.
 func UIDProcesses(uid int) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
@@ -34,6 +35,9 @@ func UIDProcesses(uid int) []int {
 			continue
 		}
 		for _, line := range strings.Split(string(data), "\n") {
+			if st, ok := strings.CutPrefix(line, "State:"); ok && strings.HasPrefix(strings.TrimSpace(st), "Z") {
+				break
+			}
 			v, ok := strings.CutPrefix(line, "Uid:")
 			if !ok {
 				continue

@@ -1,0 +1,55 @@
+package procmgrtest
+
+import (
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ikabud/panel/internal/procmgr"
+)
+
+// DirectMaster is php-fpm started by hand with an instance's own config, as
+// the instance's user, in a session of its own: what a backend does,
+// without the backend. Benchmarks use it as the floor of their figures.
+type DirectMaster struct{ cmd *exec.Cmd }
+
+// StartMasterDirectly starts id's php-fpm master (the instance must be
+// provisioned and not running); wait for its socket with procmgr.WaitReady.
+func StartMasterDirectly(l procmgr.Layout, id procmgr.InstanceID) (*DirectMaster, error) {
+	u, err := user.Lookup(id.UserName())
+	if err != nil {
+		return nil, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	rt := l.RuntimeDir(id)
+	if err := os.MkdirAll(rt, 0o750); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(rt, uid, gid); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(l.FPMBinaryLink(id), "--nodaemonize", "--fpm-config", l.FPMConfigPath(id))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &DirectMaster{cmd: cmd}, nil
+}
+
+// Stop ends the master (SIGQUIT, then its whole session's group killed
+// after 5 s) and waits for it.
+func (m *DirectMaster) Stop() {
+	m.cmd.Process.Signal(syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() { m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
