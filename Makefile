@@ -27,6 +27,7 @@ test:
 # 1,000 pages open); then the built-in supervisor's; then the dashboard's render time for 1,000 instances and the live
 # hub's fan-out, log flood and idle-socket memory, each beside its floor.
 bench:
+	scripts/deps.sh --bench
 	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
 	$(GO) run ./cmd/panel-bench --backend supervise
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./internal/procmgr/supervise/

@@ -93,17 +93,24 @@ check_go() {
 	go version >/dev/null || die "$(command -v go) does not run"
 }
 
+# What make bench adds: the peer it compares the supervisor with.
+readonly BENCH_PACKAGES=(
+	"supervisor /usr/bin/supervisord"
+)
+
 check_packages() {
 	local entry pkg path
 	local -a missing=()
-	for entry in "${PACKAGES[@]}"; do
+	local -a wanted=("${PACKAGES[@]}")
+	[[ -n ${WITH_BENCH:-} ]] && wanted+=("${BENCH_PACKAGES[@]}")
+	for entry in "${wanted[@]}"; do
 		read -r pkg path <<<"$entry"
 		[[ -x $path ]] && continue
 		[[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 	done
 	((${#missing[@]})) || return 0
 	apt_install "${missing[@]}"
-	for entry in "${PACKAGES[@]}"; do
+	for entry in "${wanted[@]}"; do
 		read -r pkg path <<<"$entry"
 		[[ -x $path ]] || die "$pkg is installed but $path is still missing"
 	done
@@ -177,6 +184,8 @@ check_mariadb() {
 }
 
 main() {
+	# --bench: also what make bench needs (Debian's supervisor, the peer).
+	[[ ${1:-} == --bench ]] && WITH_BENCH=1
 	check_go
 	check_packages
 	check_mariadb

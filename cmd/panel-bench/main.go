@@ -346,7 +346,7 @@ func (b *bench) run(background, samples, known int) error {
 	}
 	fmt.Println("measuring floors with the panel stopped...")
 	b.stopDaemon()
-	createFloor, err := b.startOneFloor(floorID, samples)
+	createFloor, err := b.createFloor(floorID, samples)
 	if err != nil {
 		return fmt.Errorf("create floor: %w", err)
 	}
@@ -357,12 +357,17 @@ func (b *bench) run(background, samples, known int) error {
 	if err := stopFloor(); err != nil {
 		return err
 	}
+	if b.backend == "supervise" && len(bg) >= 2*samples {
+		if err := b.peerFigures(bg, samples); err != nil {
+			return fmt.Errorf("peer: %w", err)
+		}
+	}
 	if err := b.startDaemon(); err != nil {
 		return err
 	}
-	floorName := "`systemctl start` of the instance's own unit (stopped), until ping"
+	floorName := "useradd + gpasswd of an account, then `systemctl start` of an instance's own unit, until ping"
 	if b.backend == "supervise" {
-		floorName = "php-fpm started directly with the instance's config, as its user, until ping"
+		floorName = "useradd + gpasswd of an account, then php-fpm started directly with an instance's config, as its user, until ping"
 	}
 	b.reportRatio(fmt.Sprintf("create until ping answers (%d running)", background), createDs, createFloor, floorName, 1.5, createTarget)
 	if err := b.api("DELETE", "/api/v1/instances/"+floorID+"?purge=true", nil, nil); err != nil {
@@ -413,6 +418,25 @@ func (b *bench) run(background, samples, known int) error {
 		}
 	}
 
+	// kill -9 of a master while one of its workers is busy, until the
+	// instance serves again: the same figure as the peer's.
+	if len(bg) >= 3*samples {
+		ds, orphans, err := b.killBusy(bg[2*samples:3*samples], func(id string) (int, error) {
+			var v instances.View
+			if err := b.api("GET", "/api/v1/instances/"+id, nil, &v); err != nil {
+				return 0, err
+			}
+			if v.Status.State != procmgr.StateRunning {
+				return 0, fmt.Errorf("%s is %s", id, v.Status.State)
+			}
+			return v.Status.MainPID, nil
+		})
+		if err != nil {
+			return fmt.Errorf("kill with a busy worker: %w", err)
+		}
+		b.note(fmt.Sprintf("%-58s p50 %10s  p90 %10s  (n=%d); workers left running after the restart: %d",
+			"kill -9 with a busy worker, until ping", ms(pct(ds, 0.5)), ms(pct(ds, 0.9)), len(ds), orphans))
+	}
 	if b.restore > 0 {
 		if err := b.restoreFigure(bg, b.restore); err != nil {
 			return fmt.Errorf("restore: %w", err)

@@ -125,11 +125,17 @@ func (b *bench) webFigures(ids []string, samples int) error {
 	b.report("kill -9 of a master until an open websocket receives it", ds, 15*time.Millisecond)
 	if b.killFloor > 0 {
 		ratio := float64(pct(ds, 0.5)) / float64(b.killFloor)
-		verdict := "OK"
-		if ratio > 3 {
-			verdict, b.failed = "MISSED", true
+		target := "target <= 3x  OK"
+		switch {
+		case b.backend == "supervise":
+			// waitid alone is a few microseconds: a ratio to it says how
+			// much the rest of the path (reap, status, hub, websocket)
+			// costs, with no target of its own (the absolute one holds).
+			target = "no ratio target (a bare wait)"
+		case ratio > 3:
+			target, b.failed = "target <= 3x  MISSED", true
 		}
-		b.note(fmt.Sprintf("  floor: %s: p50 %s; ratio %.2f  target <= 3x  %s", b.killFloorName, ms(b.killFloor), ratio, verdict))
+		b.note(fmt.Sprintf("  floor: %s: p50 %s; ratio %.2f  %s", b.killFloorName, ms(b.killFloor), ratio, target))
 	}
 	watch.Close()
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ikabud/panel/internal/auth"
 	"github.com/ikabud/panel/internal/procmgr"
@@ -599,20 +600,40 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (res StartAllR
 			res.Started = append(res.Started, string(batch[i]))
 		}
 	}
+	// One at a time these would take as long as a create each: after a
+	// panel restart every stopped instance is in this list (its config is
+	// written again at its next start).
+	var mu sync.Mutex
+	sem := make(chan struct{}, startAloneParallel)
+	var wg sync.WaitGroup
 	for _, id := range again {
-		st, err := s.startOrProvision(bctx, id)
-		if err != nil {
-			err = mapBackendErr(err)
-			s.recordError(bctx, id, err)
-			res.Failed = append(res.Failed, StartFailure{ID: string(id), Error: err.Error()})
-			continue
-		}
-		s.setStatus(st)
-		res.Started = append(res.Started, string(id))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			st, err := s.startOrProvision(bctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				err = mapBackendErr(err)
+				s.recordError(bctx, id, err)
+				res.Failed = append(res.Failed, StartFailure{ID: string(id), Error: err.Error()})
+				return
+			}
+			s.setStatus(st)
+			res.Started = append(res.Started, string(id))
+		}()
 	}
+	wg.Wait()
 	sort.Strings(res.Started)
+	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].ID < res.Failed[j].ID })
 	return res, nil
 }
+
+// startAloneParallel bounds the instances a batch start starts on their own
+// (their config rewritten, or a retry) at once.
+const startAloneParallel = 16
 
 // Health probes an instance's pool.
 func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (procmgr.Health, error) {

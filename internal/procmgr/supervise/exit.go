@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"syscall"
@@ -22,7 +23,17 @@ func (b *Backend) watch(inst *instance, m *master) {
 		// The backend is closing: the master lives on for the next panel.
 		return
 	}
+	// Its workers and anything they started go with it before it is
+	// reaped (the group id cannot be reused until then), as systemd's
+	// KillMode=mixed ends the rest of the unit's cgroup: a busy worker
+	// left behind would hold its request for ever on an unlinked socket.
+	m.killGroup()
 	b.cg.killAll(inst.id)
+	if m.uid > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), goneTimeout)
+		_ = procmgr.KillUID(ctx, m.uid)
+		cancel()
+	}
 	st := m.reap()
 	oom := b.cg.oomKills(inst.id)
 	b.handleExit(inst, m, st, oom)

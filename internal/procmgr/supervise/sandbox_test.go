@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,4 +238,69 @@ func ipcHasUID(uid int) bool {
 		}
 	}
 	return false
+}
+
+// A master killed while a worker serves a request that started a process of
+// its own in a new session: the worker and that process go with the master
+// (as systemd ends the rest of a unit's cgroup), before the new master
+// starts.
+func TestCrashEndsBusyWorkers(t *testing.T) {
+	t.Run("WithCgroups", func(t *testing.T) { crashEndsBusyWorkers(t, false) })
+	// A host whose cgroups the supervisor cannot use (a container): the
+	// master's process group and the instance's uid are all there is.
+	t.Run("WithoutCgroups", func(t *testing.T) { crashEndsBusyWorkers(t, true) })
+}
+
+func crashEndsBusyWorkers(t *testing.T, noCgroups bool) {
+	l, opt := setup(t)
+	if noCgroups {
+		opt.CgroupRoot = t.TempDir()
+	}
+	s := newSession(t, opt)
+	spec, st := provision(t, s, "busy", procmgr.SpecInput{})
+	ctx := ctxFor(t)
+	script := filepath.Join(l.PublicDir(spec.ID), "busy.php")
+	if err := os.WriteFile(script, []byte(`<?php exec("setsid sleep 300 > /dev/null 2>&1 < /dev/null &"); sleep(20); echo "done";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go fcgi.Do(ctx, l.SocketPath(spec.ID), fcgi.Request{Params: map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET",
+		"SCRIPT_FILENAME": script, "SCRIPT_NAME": "/busy.php", "REQUEST_URI": "/busy.php",
+	}})
+	u, err := user.Lookup(spec.ID.UserName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	var workers, escaped []int
+	for deadline := time.Now().Add(3 * time.Second); (len(workers) == 0 || len(escaped) == 0) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		workers, escaped = children(st.MainPID), nil
+		for _, p := range procmgr.UIDProcesses(uid) {
+			if strings.HasPrefix(procCmdlineOf(p), "sleep 300") {
+				escaped = append(escaped, p)
+			}
+		}
+	}
+	if len(workers) == 0 || len(escaped) == 0 || st.MainPID <= 1 {
+		t.Fatalf("no busy worker (%v) and its own process (%v) under master %d", workers, escaped, st.MainPID)
+	}
+	workers = append(workers, escaped...)
+	if err := syscall.Kill(st.MainPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	next := waitStatus(t, s.b, spec.ID, 5*time.Second, func(x procmgr.Status) bool {
+		return x.State == procmgr.StateRunning && x.MainPID != 0 && x.MainPID != st.MainPID
+	})
+	if next.MainPID == st.MainPID || next.State != procmgr.StateRunning {
+		t.Fatalf("not restarted: %+v", next)
+	}
+	for _, w := range workers {
+		if syscall.Kill(w, 0) == nil && !strings.Contains(procStatus(t, w, "State"), "zombie") {
+			t.Errorf("%d (%s) of the killed master still runs after the restart", w, procCmdlineOf(w))
+			syscall.Kill(w, syscall.SIGKILL)
+		}
+	}
+	if err := procmgr.Ping(ctx, l.SocketPath(spec.ID)); err != nil {
+		t.Errorf("the new master does not answer: %v", err)
+	}
 }
