@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -252,6 +253,53 @@ func TestAutoStartLimitOnRealBackends(t *testing.T) {
 		// A person's start works, and resets the count.
 		if st := d.must("start", id); !strings.Contains(st, "State: running") {
 			t.Errorf("start after the limit:\n%s", st)
+		}
+	})
+}
+
+// A client that hangs up in the middle of a create (the command killed, a
+// browser tab closed) does not leave the instance half made: the daemon
+// finishes the create on its own, and the instance runs.
+func TestClientHangsUpDuringCreate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d := newDaemon(t, backend)
+		id := string(procmgrtest.NewID("hup"))
+		cmd := exec.Command(panelBin, "create", id)
+		cmd.Env = append(os.Environ(), "IKABUD_SOCKET="+d.socket)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Hang up as soon as the create is recorded.
+		ctx := context.Background()
+		db, err := store.Open(ctx, d.db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			if row, err := db.GetInstance(ctx, id); err == nil && row.Phase == "provisioning" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the create of %s was never recorded", id)
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			out, err := d.panel("status", id)
+			if err == nil && strings.Contains(out, "State: running") && field(t, pidRe, out) > 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the client hung up, %s is: %v\n%s\ndaemon log:\n%s", id, err, out, d.log)
+			}
+		}
+		if row, err := db.GetInstance(ctx, id); err != nil || row.Phase != "ready" {
+			t.Errorf("row after the hang-up: %+v %v, want ready", row, err)
+		}
+		if n := countMasters(t, d.layout.FPMConfigPath(procmgr.InstanceID(id))); n != 1 {
+			t.Errorf("%d masters of %s, want 1", n, id)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -287,4 +288,15 @@ func describe(st procmgr.Status) string {
 		ex = fmt.Sprintf("%+v", *st.LastExit)
 	}
 	return fmt.Sprintf("state %s pid %d restarts %d last exit %s notes %q", st.State, st.MainPID, st.Restarts, ex, st.Notes)
+}
+
+// instanceUID is the uid of id's user.
+func instanceUID(tb testing.TB, id procmgr.InstanceID) int {
+	tb.Helper()
+	u, err := user.Lookup(id.UserName())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uid
 }

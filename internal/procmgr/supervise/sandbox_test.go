@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -155,11 +154,7 @@ func TestSupervisedLeftoversGoWithTheInstance(t *testing.T) {
 	s := newSession(t, opt)
 	spec, _ := provision(t, s, "left", procmgr.SpecInput{})
 	ctx := ctxFor(t)
-	u, err := user.Lookup(spec.ID.UserName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
+	uid := instanceUID(t, spec.ID)
 	tmpFile := "/tmp/ikt-left-" + string(spec.ID)
 	shmFile := "/dev/shm/ikt-left-" + string(spec.ID)
 	out := runScript(t, l, spec.ID, "leave.php", `<?php
@@ -267,11 +262,7 @@ func crashEndsBusyWorkers(t *testing.T, noCgroups bool) {
 		"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET",
 		"SCRIPT_FILENAME": script, "SCRIPT_NAME": "/busy.php", "REQUEST_URI": "/busy.php",
 	}})
-	u, err := user.Lookup(spec.ID.UserName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
+	uid := instanceUID(t, spec.ID)
 	var workers, escaped []int
 	for deadline := time.Now().Add(3 * time.Second); (len(workers) == 0 || len(escaped) == 0) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		workers, escaped = children(st.MainPID), nil

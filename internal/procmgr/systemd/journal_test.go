@@ -10,24 +10,13 @@ import (
 
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/fcgi"
-	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
 )
 
 // At most 32 journalctl readers run at once (each follow holds one of
 // root's 128 inotify instances): the 33rd follow is refused with a
 // conflict, and a slot freed by a follow that ended is taken again.
 func TestJournalReaderCap(t *testing.T) {
-	procmgrtest.RequirePHPFPM(t)
-	l := procmgrtest.NewLayout(t)
-	b := newBackend(t, l)
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	id := procmgrtest.NewID("jr")
-	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Deprovision(context.Background(), id, true)
+	_, b, id, ctx := provisionOne(t, "jr")
 	const slots = 32
 	cancels := make([]context.CancelFunc, 0, slots)
 	for i := range slots {
@@ -70,17 +59,7 @@ func TestJournalReaderCap(t *testing.T) {
 // budget nearly spent, reading many lines fails with ErrLogMemory (a
 // conflict) instead of holding them; with room, the same read works.
 func TestJournalReadWithinLogMemory(t *testing.T) {
-	procmgrtest.RequirePHPFPM(t)
-	l := procmgrtest.NewLayout(t)
-	b := newBackend(t, l)
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	id := procmgrtest.NewID("jm")
-	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Deprovision(context.Background(), id, true)
+	l, b, id, ctx := provisionOne(t, "jm")
 	script := filepath.Join(l.PublicDir(id), "lines.php")
 	if err := os.WriteFile(script, []byte(`<?php for ($i = 0; $i < 300; $i++) { error_log("budget line $i ".str_repeat("y", 200)); } echo "ok";`), 0o644); err != nil {
 		t.Fatal(err)

@@ -201,17 +201,7 @@ func TestSandboxHoldsHostileCommands(t *testing.T) {
 // better ("OK"); every option that earns it is checked against php-fpm by
 // the tests that run pools, and against hostile PHP above.
 func TestUnitSecurityExposure(t *testing.T) {
-	procmgrtest.RequirePHPFPM(t)
-	l := procmgrtest.NewLayout(t)
-	b := newBackend(t, l)
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	id := procmgrtest.NewID("sec")
-	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Deprovision(context.Background(), id, true)
+	l, _, id, _ := provisionOne(t, "sec")
 	const threshold = 20 // systemd-analyze's scale: 2.0
 	out, err := exec.Command("systemd-analyze", "security", "--no-pager", "--threshold="+strconv.Itoa(threshold), l.UnitName(id)).CombinedOutput()
 	overall := ""

@@ -40,6 +40,24 @@ func newBackend(t *testing.T, l procmgr.Layout) *systemd.Backend {
 	return b
 }
 
+// provisionOne makes a backend on a fresh layout and one instance running
+// on it, for a test that needs nothing more; both go after the test.
+func provisionOne(t *testing.T, suffix string) (procmgr.Layout, *systemd.Backend, procmgr.InstanceID, context.Context) {
+	t.Helper()
+	procmgrtest.RequirePHPFPM(t)
+	l := procmgrtest.NewLayout(t)
+	b := newBackend(t, l)
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	id := procmgrtest.NewID(suffix)
+	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Deprovision(context.Background(), id, true) })
+	return l, b, id, ctx
+}
+
 func TestConformance(t *testing.T) {
 	procmgrtest.Run(t, func(t *testing.T, l procmgr.Layout) procmgr.Backend { return newBackend(t, l) })
 }
@@ -47,17 +65,7 @@ func TestConformance(t *testing.T) {
 // systemctl show is the view a person checks; it must agree with what
 // SetLimits read back over D-Bus.
 func TestSetLimitsVisibleToSystemctl(t *testing.T) {
-	procmgrtest.RequirePHPFPM(t)
-	l := procmgrtest.NewLayout(t)
-	b := newBackend(t, l)
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	id := procmgrtest.NewID("show")
-	if _, err := b.Provision(ctx, procmgrtest.MustSpec(t, id, procmgr.SpecInput{})); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Deprovision(context.Background(), id, true)
+	l, b, id, ctx := provisionOne(t, "show")
 	if _, err := b.SetLimits(ctx, id, procmgr.Limits{MemoryMax: 300 << 20, CPUQuota: 40, TasksMax: 77}); err != nil {
 		t.Fatal(err)
 	}
