@@ -474,7 +474,11 @@ func (b *bench) run(background, samples, known int) error {
 		ds = append(ds, time.Since(start))
 		n = len(vs)
 	}
-	b.reportRatio(fmt.Sprintf("list --json of %d instances (API, decoded)", n), ds, b.apiFloor(50), "GET /healthz over the same socket", 100, 20*time.Millisecond)
+	// The ratio to an empty call says what a thousand rows cost; the
+	// target is the absolute one.
+	b.report(fmt.Sprintf("list --json of %d instances (API, decoded)", n), ds, 20*time.Millisecond)
+	lf := pct(b.apiFloor(50), 0.5)
+	b.note(fmt.Sprintf("  floor: GET /healthz over the same socket: p50 %s; ratio %.1f (no ratio target: the list is %d rows)", ms(lf), float64(pct(ds, 0.5))/float64(lf), n))
 	rss := vmRSS(b.daemon.Process.Pid)
 	verdict = "OK"
 	if rss > 100<<20 {

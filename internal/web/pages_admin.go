@@ -67,7 +67,11 @@ func (h adminPages) tokensPage(c echo.Context, status int, m viewmodel.TokensPag
 }
 
 func (h adminPages) tokens(c echo.Context) error {
-	return h.tokensPage(c, http.StatusOK, viewmodel.TokensPage{})
+	var m viewmodel.TokensPage
+	if v, ok := h.s.shots.take(principal(c), c.QueryParam("shown")); ok {
+		m.NewToken, m.NewName = v["token"], v["name"]
+	}
+	return h.tokensPage(c, http.StatusOK, m)
 }
 
 func (h adminPages) createToken(c echo.Context) error {
@@ -84,7 +88,8 @@ func (h adminPages) createToken(c echo.Context) error {
 		}
 		return err
 	}
-	return h.tokensPage(c, http.StatusCreated, viewmodel.TokensPage{NewToken: token, NewName: v.Name})
+	key := h.s.shots.put(principal(c), map[string]string{"token": token, "name": v.Name})
+	return c.Redirect(http.StatusSeeOther, "/tokens?shown="+key)
 }
 
 func (h adminPages) revokeToken(c echo.Context) error {
@@ -120,7 +125,17 @@ func (h adminPages) usersPage(c echo.Context, status int, m viewmodel.UsersPage)
 }
 
 func (h adminPages) users(c echo.Context) error {
-	return h.usersPage(c, http.StatusOK, viewmodel.UsersPage{})
+	var m viewmodel.UsersPage
+	if v, ok := h.s.shots.take(principal(c), c.QueryParam("shown")); ok {
+		m.Generated, m.GenFor = v["password"], v["for"]
+	}
+	return h.usersPage(c, http.StatusOK, m)
+}
+
+// showPassword redirects to the users page, which shows password once.
+func (h adminPages) showPassword(c echo.Context, user, password string) error {
+	key := h.s.shots.put(principal(c), map[string]string{"password": password, "for": user})
+	return c.Redirect(http.StatusSeeOther, "/users?shown="+key)
 }
 
 // createUser adds a user with a generated password, shown once.
@@ -150,7 +165,7 @@ func (h adminPages) createUser(c echo.Context) error {
 		}
 		return h.usersPage(c, http.StatusUnprocessableEntity, m)
 	}
-	return h.usersPage(c, http.StatusCreated, viewmodel.UsersPage{Generated: password, GenFor: u.Name})
+	return h.showPassword(c, u.Name, password)
 }
 
 func userID(c echo.Context) (uint, error) {
@@ -218,5 +233,5 @@ func (h adminPages) resetPassword(c echo.Context) error {
 			}
 		}
 	}
-	return h.usersPage(c, http.StatusOK, viewmodel.UsersPage{Generated: password, GenFor: name})
+	return h.showPassword(c, name, password)
 }

@@ -341,13 +341,26 @@ func TestBearerTokens(t *testing.T) {
 	e.mkInstance("alice-site", &e.alice)
 	e.mkInstance("bob-site", &e.bob)
 	a := e.login("alice")
+	// Post, redirect, get: the token is on the page the post redirects
+	// to, once; a reload shows it no more and makes no second token.
 	r := a.postForm("/tokens", url.Values{"name": {"deploy"}})
-	if r.status != http.StatusCreated {
-		t.Fatalf("make token: %s", r)
+	loc := r.header.Get("Location")
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(loc, "/tokens?shown=") {
+		t.Fatalf("make token: %s (Location %q), want 303 to the page that shows it", r, loc)
 	}
-	m := regexpFind(`data-testid="token-value">(ikb_[a-z0-9]+)<`, string(r.body))
+	if strings.Contains(string(r.body), `data-testid="token-value"`) {
+		t.Errorf("the token is in the redirect's body")
+	}
+	if b := e.login("bob"); strings.Contains(string(b.get(loc).body), `data-testid="token-value"`) {
+		t.Errorf("another user's view of %s shows the token", loc)
+	}
+	shown := a.get(loc)
+	m := regexpFind(`data-testid="token-value">(ikb_[a-z0-9]+)<`, string(shown.body))
 	if m == "" {
-		t.Fatalf("no token shown")
+		t.Fatalf("no token shown on %s: %s", loc, shown)
+	}
+	if again := a.get(loc); strings.Contains(string(again.body), m) {
+		t.Errorf("a reload of %s shows the token again", loc)
 	}
 	api := func(method, path, token string) int {
 		req, _ := http.NewRequest(method, e.base+path, nil)
@@ -474,5 +487,43 @@ func TestFormsKeepValuesOnConflicts(t *testing.T) {
 	}
 	if v, _ := e.svc.Get(context.Background(), rootP, "site"); v.Spec.MemoryMax != "512M" {
 		t.Errorf("a refused edit changed memory_max to %s", v.Spec.MemoryMax)
+	}
+}
+
+// A generated password (a new user's, a reset one) is shown once, on the
+// page the form post redirects to: a reload shows it no more, and never
+// posts the form again.
+func TestGeneratedPasswordShownOnce(t *testing.T) {
+	e := newPanelEnv(t)
+	a := e.login("ann")
+	r := a.postForm("/users", url.Values{"name": {"carol"}, "role": {"customer"}})
+	loc := r.header.Get("Location")
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(loc, "/users?shown=") {
+		t.Fatalf("add user: %s (Location %q), want 303 to the page that shows the password", r, loc)
+	}
+	pw := regexpFind(`data-testid="generated-password">([^<]+)<`, string(a.get(loc).body))
+	if pw == "" {
+		t.Fatalf("no password shown on %s", loc)
+	}
+	if strings.Contains(string(a.get(loc).body), pw) {
+		t.Errorf("a reload of %s shows the password again", loc)
+	}
+	if r := e.browser().postForm("/login", url.Values{"username": {"carol"}, "password": {pw}}); r.status != http.StatusSeeOther {
+		t.Errorf("the password shown does not sign carol in: %s", r)
+	}
+	users, _ := e.acc.Users(context.Background(), rootP)
+	var id uint
+	for _, u := range users {
+		if u.Name == "carol" {
+			id = u.ID
+		}
+	}
+	r = a.postForm(fmt.Sprintf("/users/%d/password", id), url.Values{})
+	loc = r.header.Get("Location")
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(loc, "/users?shown=") {
+		t.Fatalf("reset password: %s (Location %q)", r, loc)
+	}
+	if pw2 := regexpFind(`data-testid="generated-password">([^<]+)<`, string(a.get(loc).body)); pw2 == "" || pw2 == pw {
+		t.Errorf("reset password shown %q (old %q)", pw2, pw)
 	}
 }

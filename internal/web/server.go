@@ -52,6 +52,7 @@ type Server struct {
 	origins    map[string]bool
 	publicURL  *url.URL
 	trusted    []netip.Prefix
+	shots      oneShots
 }
 
 // Options configure a Server.
