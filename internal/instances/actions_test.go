@@ -3,6 +3,7 @@ package instances_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -814,4 +815,42 @@ func TestCreateWhoseLastWriteFailsIsFinished(t *testing.T) {
 		t.Errorf("stop after the create was finished: %v", err)
 	}
 	e.wantAudit("wp-a", "finish-create", "ok", reconciler)
+}
+
+// currentConfigs is the fake with procmgr.ConfigChecker: it says every
+// config on the host is current, or none.
+type currentConfigs struct {
+	*fakebackend.Backend
+	current bool
+}
+
+func (c currentConfigs) ConfigCurrent(procmgr.Spec) bool { return c.current }
+
+// After a panel restart, a stopped instance whose config the backend says
+// is current starts in the batch; one whose config it cannot vouch for goes
+// through Provision (which writes it).
+func TestStartAllAfterRestartUsesTheBatchWhenConfigsAreCurrent(t *testing.T) {
+	for _, current := range []bool{true, false} {
+		t.Run(fmt.Sprint("current=", current), func(t *testing.T) {
+			db := storetest.Open(t, store.DialectSQLite, store.Options{})
+			fb := fakebackend.New(fakebackend.Options{})
+			t.Cleanup(func() { fb.Close() })
+			svc := instances.New(db, currentConfigs{fb, current}, instances.Options{Layout: procmgr.DefaultLayout(), Log: procmgrtest.Logger(t, slog.LevelDebug)})
+			e := &env{t: t, db: db, fb: fb, svc: svc}
+			spec := e.storeRow("quiet", nil, instances.PhaseReady, instances.DesiredStopped, procmgr.SpecInput{})
+			fb.Seed(spec, procmgr.StateStopped)
+			e.run()
+			e.idle()
+			if _, err := svc.StartAll(tctx(t), root); err != nil {
+				t.Fatal(err)
+			}
+			batch, prov := fb.CallsFor(fakebackend.OpStartMany, "quiet"), fb.CallsFor(fakebackend.OpProvision, "quiet")
+			if current && (batch != 1 || prov != 0) {
+				t.Errorf("config current: %d batch starts, %d provisions; want the batch", batch, prov)
+			}
+			if !current && (batch != 0 || prov != 1) {
+				t.Errorf("config not known current: %d batch starts, %d provisions; want a provision", batch, prov)
+			}
+		})
+	}
 }

@@ -141,8 +141,12 @@ func (s *Service) load(ctx context.Context) error {
 		}
 		// A stopped instance's spec may have changed while it was
 		// stopped, before this panel started: its next start writes the
-		// config (a no-op if unchanged).
+		// config, unless the backend can tell it is current (a start
+		// through the batch is much cheaper than a provision each).
 		stale := row.DesiredState == DesiredStopped
+		if cc, ok := s.backend.(procmgr.ConfigChecker); ok && stale {
+			stale = !cc.ConfigCurrent(spec)
+		}
 		s.entries[spec.ID] = &entry{row: row, spec: spec, status: st, configStale: stale}
 		delete(byID, spec.ID)
 	}

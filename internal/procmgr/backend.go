@@ -176,6 +176,13 @@ type BatchStarter interface {
 	StartMany(ctx context.Context, ids []InstanceID) []error
 }
 
+// ConfigChecker is a backend that can tell whether an instance's config on
+// the host is the one its spec renders to (both of ours can, from the
+// files). Without it, a caller must assume it is not.
+type ConfigChecker interface {
+	ConfigCurrent(spec Spec) bool
+}
+
 // Starter is the part of a backend StartAll needs.
 type Starter interface {
 	Start(ctx context.Context, id InstanceID) (Status, error)

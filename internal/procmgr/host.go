@@ -434,6 +434,18 @@ func disownTree(ctx context.Context, parent int, name string) error {
 	return nil
 }
 
+// ConfigCurrent reports whether the config on disk is the one spec renders
+// to (the php-fpm config and the link to its PHP's php-fpm): a start need
+// not write it again.
+func (h *Host) ConfigCurrent(spec Spec) bool {
+	data, err := os.ReadFile(h.Layout.FPMConfigPath(spec.ID))
+	if err != nil || !bytes.Equal(data, RenderFPMConfigWith(h.Layout, spec, h.FPM)) {
+		return false
+	}
+	link, err := os.Readlink(h.Layout.FPMBinaryLink(spec.ID))
+	return err == nil && link == spec.PHP.FPMBinary()
+}
+
 // RemoveTree deletes the instance's files. os.RemoveAll removes symlinks
 // themselves and never follows them.
 func (h *Host) RemoveTree(id InstanceID) error {

@@ -165,3 +165,39 @@ func TestDisownTreeDeepLinkedAndHardLinked(t *testing.T) {
 		t.Errorf("DisownTree with an ended context: %v", err)
 	}
 }
+
+// ConfigCurrent says whether the config on disk is the one a spec renders
+// to: after WriteConfig yes; for a changed spec, or a config edited by
+// hand, no.
+func TestConfigCurrent(t *testing.T) {
+	base := t.TempDir()
+	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
+		RuntimeRoot: "/run/ikt-cfgcur", UnitDir: base, UnitPrefix: "ikt-cfgcur"}
+	h, err := procmgr.NewHost(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := procmgr.ParseSpec("site", procmgr.SpecInput{MaxChildren: "4"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ConfigCurrent(spec) {
+		t.Errorf("current with no config written")
+	}
+	if _, err := h.WriteConfig(procmgr.InstanceUser{Name: "root", UID: 0, GID: 0}, spec); err != nil {
+		t.Fatal(err)
+	}
+	if !h.ConfigCurrent(spec) {
+		t.Errorf("not current right after WriteConfig")
+	}
+	changed, _ := procmgr.ParseSpec("site", procmgr.SpecInput{MaxChildren: "5"}, nil)
+	if h.ConfigCurrent(changed) {
+		t.Errorf("current for a spec with other pool settings")
+	}
+	if err := os.WriteFile(l.FPMConfigPath(spec.ID), []byte("; edited\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if h.ConfigCurrent(spec) {
+		t.Errorf("current after the file was edited by hand")
+	}
+}

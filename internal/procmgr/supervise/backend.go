@@ -222,6 +222,9 @@ func ensurePrivateDir(dir string) error {
 // Name implements procmgr.Backend.
 func (b *Backend) Name() string { return "supervise" }
 
+// ConfigCurrent implements procmgr.ConfigChecker.
+func (b *Backend) ConfigCurrent(spec procmgr.Spec) bool { return b.host.ConfigCurrent(spec) }
+
 // InstalledPHP implements procmgr.Backend.
 func (b *Backend) InstalledPHP() []procmgr.PHPVersion { return procmgr.InstalledPHP() }
 

@@ -101,6 +101,9 @@ func (b *Backend) Name() string { return "systemd" }
 // option is ignored and only ports below 1024 are out of tenants' reach.
 func (b *Backend) SocketBindDenied() bool { return b.bindDenied }
 
+// ConfigCurrent implements procmgr.ConfigChecker.
+func (b *Backend) ConfigCurrent(spec procmgr.Spec) bool { return b.host.ConfigCurrent(spec) }
+
 // InstalledPHP implements procmgr.Backend.
 func (b *Backend) InstalledPHP() []procmgr.PHPVersion { return procmgr.InstalledPHP() }
 
