@@ -148,12 +148,15 @@ echo $i;`, seconds)
 	}
 	time.Sleep(time.Second)
 	after := vmRSS(b.daemon.Process.Pid)
+	// The budget counts the lines' bytes; the heap around them (the Go
+	// collector lets it grow to twice what is live) is allowed as much
+	// again.
 	verdict := "OK"
-	if peak > before+procmgr.DefaultLogMemory+(64<<20) {
+	if peak > before+2*procmgr.DefaultLogMemory {
 		verdict, b.failed = "MISSED", true
 	}
-	b.note(fmt.Sprintf("%-58s %10.1f MiB RSS peak (%.1f before, %.1f after)  target: peak within the 256 MiB log budget of before  %s",
-		fmt.Sprintf("daemon memory while %d instances log at full rate", len(ids)), float64(peak)/(1<<20), float64(before)/(1<<20), float64(after)/(1<<20), verdict))
+	b.note(fmt.Sprintf("%-58s %10.1f MiB RSS peak (%.1f before, %.1f after)  target: peak <= before + 2 x the %d MiB log budget  %s",
+		fmt.Sprintf("daemon memory while %d instances log at full rate", len(ids)), float64(peak)/(1<<20), float64(before)/(1<<20), float64(after)/(1<<20), procmgr.DefaultLogMemory>>20, verdict))
 	b.note(fmt.Sprintf("  %d lines written by PHP in %d s (%.0f a second; the supervisor keeps at most 1,000 a second per instance)",
 		written, seconds, float64(written)/seconds))
 	return nil

@@ -72,7 +72,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.publicURL, "public-url", envOr("IKABUD_PUBLIC_URL", ""), "the panel's URL as browsers reach it, behind a proxy (https://panel.example.com); form posts and websockets must come from its origin")
 	fs.StringVar(&cfg.proxySocket, "proxy-socket", envOr("IKABUD_PROXY_SOCKET", ""), "a Unix socket for a reverse proxy on this host (nginx): only the web user (and root) may connect, and its X-Forwarded-For/-Proto are believed; needs --public-url")
 	fs.StringVar(&cfg.trusted, "trusted-proxy", envOr("IKABUD_TRUSTED_PROXY", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed")
-	fs.StringVar(&cfg.logMemory, "log-memory", envOr("IKABUD_LOG_MEMORY", "256M"), "at most this much of instances' log lines held in memory at once, all instances together (16M to 64G); the log files and the journal keep everything")
+	fs.StringVar(&cfg.logMemory, "log-memory", envOr("IKABUD_LOG_MEMORY", "64M"), "at most this much of instances' log lines held in memory at once, all instances together (16M to 64G); the log files and the journal keep everything")
 	fs.IntVar(&cfg.auditDays, "audit-retention-days", envInt("IKABUD_AUDIT_RETENTION_DAYS", 400), "delete audit records older than this many days (0 keeps them all)")
 	fs.StringVar(&cfg.logLevel, "log-level", envOr("IKABUD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&cfg.initAdmin, "init-admin", "", "on a database with no users, create this admin and print its password once")

@@ -87,11 +87,17 @@ func (s *Set[K]) Add(k K) bool {
 	s.mu.Lock()
 	added := s.q.Put(k, struct{}{})
 	s.mu.Unlock()
+	s.Wake()
+	return added
+}
+
+// Wake makes Ready receive, so that another worker looks for keys.
+func (s *Set[K]) Wake() {
+	s.init()
 	select {
 	case s.ready <- struct{}{}:
 	default:
 	}
-	return added
 }
 
 // Ready receives when keys may be waiting; after it fires, Take until it

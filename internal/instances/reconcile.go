@@ -38,8 +38,10 @@ func (s *Service) Run(ctx context.Context) error {
 	// Run returned (and the caller closed the database).
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
+	for range s.workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
+	}
 	// Creates still provisioning in the background are waited for too.
 	defer func() { cancel(); wg.Wait(); s.background.Wait(); s.refusals.Wait() }()
 	// retry is set while a re-read after lost events has yet to succeed.
@@ -187,6 +189,10 @@ func (s *Service) reconcileLoop(ctx context.Context) {
 			id, ok := s.dirty.Take()
 			if !ok {
 				break
+			}
+			// More waiting: wake another worker for them.
+			if s.dirty.Len() > 0 {
+				s.dirty.Wake()
 			}
 			s.reconcileOne(ctx, id)
 			s.pending.Add(-1)

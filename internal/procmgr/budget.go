@@ -57,7 +57,7 @@ func (b *Budget) SetLimit(n int64) {
 }
 
 // DefaultLogMemory is LogMemory's size unless the daemon is told otherwise.
-const DefaultLogMemory = 256 << 20
+const DefaultLogMemory = 64 << 20
 
 // LogMemory bounds the log lines the daemon keeps in memory across every
 // instance: the supervisor's per-instance rings, and the lines a journal
