@@ -250,30 +250,34 @@ func TestRecycledPIDNotAdopted(t *testing.T) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	// The stranger runs as the instance user and leads its own process
-	// group, as a master would: only the start time and the command line
-	// tell it apart.
-	sleep := exec.Command("/bin/sleep", "60")
-	sleep.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sleep.Process.Kill(); sleep.Wait() }()
-	_, _, ticks, ok := procStat(sleep.Process.Pid)
-	if !ok {
-		t.Fatal("no /proc entry of sleep")
-	}
 	if _, err := s.b.Stop(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name  string
-		ticks uint64
+		name      string
+		wrongTime bool
 	}{
-		{"wrong start time", ticks + 1},
-		{"right start time, not a php-fpm master", ticks},
+		{"wrong start time", true},
+		{"right start time, not a php-fpm master", false},
 	} {
-		state := map[string]any{"pid": sleep.Process.Pid, "start_ticks": tc.ticks, "restarts": 0, "running": true, "limits": spec.Limits}
+		// The stranger runs as the instance user and leads its own
+		// process group, as a master would: only the start time and the
+		// command line tell it apart. It is started after the stop (a
+		// stop ends every process of the instance's user).
+		sleep := exec.Command("/bin/sleep", "60")
+		sleep.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		if err := sleep.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { sleep.Process.Kill(); sleep.Wait() }()
+		_, _, ticks, ok := procStat(sleep.Process.Pid)
+		if !ok {
+			t.Fatal("no /proc entry of sleep")
+		}
+		if tc.wrongTime {
+			ticks++
+		}
+		state := map[string]any{"pid": sleep.Process.Pid, "start_ticks": ticks, "restarts": 0, "running": true, "limits": spec.Limits}
 		data, _ := json.Marshal(state)
 		if err := os.WriteFile(filepath.Join(opt.StateDir, string(spec.ID)+".json"), data, 0o600); err != nil {
 			t.Fatal(err)
