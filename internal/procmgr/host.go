@@ -109,6 +109,12 @@ func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, boo
 		"-K", fmt.Sprintf("SYS_GID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_GID_MAX=%d", InstanceIDMax),
 		"--home-dir", h.Layout.InstanceDir(id), "--shell", "/usr/sbin/nologin",
 		"--comment", userComment(id), id.UserName()); err != nil {
+		// A useradd of an earlier attempt (a panel killed mid-create
+		// leaves it running) may have made the user since the look-up:
+		// then it is there, as it should be.
+		if u, lerr := h.LookupUser(id); lerr == nil {
+			return u, false, h.addWebUser(ctx, id)
+		}
 		return InstanceUser{}, false, err
 	}
 	u, err = h.LookupUser(id)
