@@ -22,10 +22,12 @@ templ:
 test:
 	scripts/test.sh $(ARGS)
 
-# The engine's and the web panel's figures: the systemd backend against a real panel serve with 200 instances running,
-# inside a private systemd (with the websocket figures: kill -9 until an open page hears of it, daemon memory with
-# 1,000 pages open); then the built-in supervisor's; then the dashboard's render time for 1,000 instances and the live
-# hub's fan-out, log flood and idle-socket memory, each beside its floor.
+# The engine's and the web panel's figures, each beside its floor (the same work without the panel, same run): the
+# systemd backend against a real panel serve with 200 instances running, inside a private systemd (with the websocket
+# figures); then the built-in supervisor's, with Debian's supervisord running the same masters beside it, 1,000
+# instances brought back after a simulated reboot and the daemon's memory while 100 of them log; then the package
+# benchmarks (create, kill, first and second crash; the dashboard for 1,000 instances; the live hub's fan-out, log
+# flood and idle-socket memory). It prints the load average at its start and end.
 bench:
 	scripts/deps.sh --bench
 	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
