@@ -18,13 +18,7 @@ func TestDisownTreeNeverFollowsLinks(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test chowns files: run it as root (make test)")
 	}
-	base := t.TempDir()
-	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
-		RuntimeRoot: "/run/ikt-disown", UnitDir: base, UnitPrefix: "ikt-disown"}
-	h, err := procmgr.NewHost(l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, l, h := tempHost(t, "ikt-disown")
 	const tenant = 250001
 	victim := filepath.Join(base, "victim")
 	if err := os.WriteFile(victim, []byte("not the tenant's"), 0o600); err != nil {
@@ -73,13 +67,7 @@ func TestDisownTreeDeepLinkedAndHardLinked(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test chowns files: run it as root (make test)")
 	}
-	base := t.TempDir()
-	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
-		RuntimeRoot: "/run/ikt-disown2", UnitDir: base, UnitPrefix: "ikt-disown2"}
-	h, err := procmgr.NewHost(l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, l, h := tempHost(t, "ikt-disown2")
 	const tenant, other = 250002, 4243
 	// Outside the tree: a directory with a file, and a file, of another user.
 	outside := filepath.Join(base, "outside")
@@ -170,13 +158,7 @@ func TestDisownTreeDeepLinkedAndHardLinked(t *testing.T) {
 // to: after WriteConfig yes; for a changed spec, or a config edited by
 // hand, no.
 func TestConfigCurrent(t *testing.T) {
-	base := t.TempDir()
-	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
-		RuntimeRoot: "/run/ikt-cfgcur", UnitDir: base, UnitPrefix: "ikt-cfgcur"}
-	h, err := procmgr.NewHost(l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, l, h := tempHost(t, "ikt-cfgcur")
 	spec, err := procmgr.ParseSpec("site", procmgr.SpecInput{MaxChildren: "4"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,4 +182,17 @@ func TestConfigCurrent(t *testing.T) {
 	if h.ConfigCurrent(spec) {
 		t.Errorf("current after the file was edited by hand")
 	}
+}
+
+// tempHost is a Host over a layout in a temporary directory (base).
+func tempHost(t *testing.T, prefix string) (string, procmgr.Layout, *procmgr.Host) {
+	t.Helper()
+	base := t.TempDir()
+	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
+		RuntimeRoot: "/run/" + prefix, UnitDir: base, UnitPrefix: prefix}
+	h, err := procmgr.NewHost(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, l, h
 }
