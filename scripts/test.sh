@@ -61,8 +61,12 @@ fi
 # host: this one, outside the private systemd. Under a systemd PID 1 on the cgroup v1 layout, systemd moves every
 # process it does not manage back to the root of the v1 hierarchies whenever it realizes its own cgroups, which
 # takes the supervisor's children out of theirs. Everything else runs inside the private systemd.
+# The systemd backend's package runs alone in a private systemd of its own: TestNoDaemonReloadPerCreate counts
+# systemd's reloads, and every other package's tests that start a panel install a template unit, which reloads it.
 supervise=github.com/ikabud/panel/internal/procmgr/supervise
-mapfile -t inside < <(go list ./... | grep -vx "$supervise")
+sdbackend=github.com/ikabud/panel/internal/procmgr/systemd
+mapfile -t inside < <(go list ./... | grep -vx -e "$supervise" -e "$sdbackend")
+summed scripts/with-systemd.sh go test -json -count=1 -timeout 30m "${args[@]}" "$sdbackend" || status=$?
 summed scripts/with-systemd.sh go test -json -count=1 -timeout 30m "${args[@]}" "${inside[@]}" || status=$?
 summed go test -json -count=1 -timeout 15m "${args[@]}" "$supervise" || status=$?
 closing

@@ -79,7 +79,8 @@ func TestSetLimitsVisibleToSystemctl(t *testing.T) {
 // The template unit is installed once; creating instances must not change
 // it, nor make systemd reload (a daemon-reload per create costs 90-245 ms).
 // Reloads are counted across creates from systemd's own record of them
-// (its journal).
+// (its journal), which counts every reload: make test runs this package in
+// a private systemd of its own, where no other test's panel reloads it.
 func TestNoDaemonReloadPerCreate(t *testing.T) {
 	procmgrtest.RequirePHPFPM(t)
 	l := procmgrtest.NewLayout(t)
