@@ -24,14 +24,18 @@ func (b *Backend) watch(inst *instance, m *master) {
 		return
 	}
 	// Its workers and anything they started go with it before it is
-	// reaped (the group id cannot be reused until then), as systemd's
-	// KillMode=mixed ends the rest of the unit's cgroup: a busy worker
-	// left behind would hold its request for ever on an unlinked socket.
+	// reaped (the group id cannot be reused until then), on a stop as on
+	// a crash, as systemd's KillMode=mixed ends the rest of the unit's
+	// cgroup: a busy worker left behind would hold its request for ever on
+	// an unlinked socket, and a setsid child no cgroup tracks would outlive
+	// its instance. stopMaster waits for this (m.exited closes after it).
 	m.killGroup()
 	b.cg.killAll(inst.id)
 	if m.uid > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), goneTimeout)
-		_ = procmgr.KillUID(ctx, m.uid)
+		if err := procmgr.KillUID(ctx, m.uid); err != nil {
+			b.logFor(inst.id, "exit").Warn("processes of the instance's user still there after its master ended", "err", err)
+		}
 		cancel()
 	}
 	st := m.reap()

@@ -151,14 +151,24 @@ func waitStatus(tb testing.TB, b procmgr.Backend, id procmgr.InstanceID, d time.
 	}
 }
 
-// procStat returns the state letter, process group and start ticks of pid.
-func procStat(pid int) (byte, int, uint64, bool) {
+// statFields returns the fields of /proc/<pid>/stat after the command name
+// (which may hold spaces and parentheses): f[0] is the state, f[2] the
+// process group, f[3] the session, f[19] the start time in ticks.
+func statFields(pid int) ([]string, bool) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0, 0, false
+		return nil, false
 	}
 	i := bytes.LastIndexByte(data, ')')
-	f := strings.Fields(string(data[i+1:]))
+	return strings.Fields(string(data[i+1:])), true
+}
+
+// procStat returns the state letter, process group and start ticks of pid.
+func procStat(pid int) (byte, int, uint64, bool) {
+	f, ok := statFields(pid)
+	if !ok {
+		return 0, 0, 0, false
+	}
 	pgrp, _ := strconv.Atoi(f[2])
 	ticks, _ := strconv.ParseUint(f[19], 10, 64)
 	return f[0][0], pgrp, ticks, true

@@ -155,16 +155,6 @@ func (b *Backend) stopMaster(ctx context.Context, inst *instance, thorough bool)
 			return fmt.Errorf("supervise: stop %s: master %d still there after SIGKILL", inst.id, m.pid)
 		}
 		b.waitGone(inst.id, m.pid, thorough)
-		// A child that left the master's process group (setsid) where no
-		// cgroup tracks it: nothing of the instance's uid outlives its
-		// master.
-		if m.uid > 0 {
-			kctx, cancel := context.WithTimeout(ctx, goneTimeout)
-			if err := procmgr.KillUID(kctx, m.uid); err != nil {
-				log.Warn("processes of the instance's user still there after the stop", "err", err)
-			}
-			cancel()
-		}
 	}
 	if err := os.RemoveAll(b.host.Layout.RuntimeDir(inst.id)); err != nil {
 		return fmt.Errorf("supervise: stop %s: %w", inst.id, err)
