@@ -102,13 +102,7 @@ func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, boo
 	if _, gerr := user.LookupGroup(id.UserName()); gerr == nil {
 		return InstanceUser{}, false, fmt.Errorf("procmgr: group %s exists without its user: %w", id.UserName(), ErrConflict)
 	}
-	// Instance users get ids from a range of their own, not Debian's system
-	// range (100-999), which would cap a host at ~850 instances.
-	if err := run(ctx, "useradd", "--system", "--user-group", "--no-create-home",
-		"-K", fmt.Sprintf("SYS_UID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_UID_MAX=%d", InstanceIDMax),
-		"-K", fmt.Sprintf("SYS_GID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_GID_MAX=%d", InstanceIDMax),
-		"--home-dir", h.Layout.InstanceDir(id), "--shell", "/usr/sbin/nologin",
-		"--comment", userComment(id), id.UserName()); err != nil {
+	if err := run(ctx, "useradd", UserAddArgs(id.UserName(), h.Layout.InstanceDir(id), userComment(id))...); err != nil {
 		// A useradd of an earlier attempt (a panel killed mid-create
 		// leaves it running) may have made the user since the look-up:
 		// then it is there, as it should be.
@@ -122,6 +116,17 @@ func (h *Host) EnsureUser(ctx context.Context, id InstanceID) (InstanceUser, boo
 		return InstanceUser{}, true, err
 	}
 	return u, true, h.addWebUser(ctx, id)
+}
+
+// UserAddArgs is useradd's argv (after the command) for an instance's
+// account: a system user with a group of its own, no home made, no shell.
+// Instance users get ids from a range of their own, not Debian's system
+// range (100-999), which would cap a host at ~850 instances.
+func UserAddArgs(name, home, comment string) []string {
+	return []string{"--system", "--user-group", "--no-create-home",
+		"-K", fmt.Sprintf("SYS_UID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_UID_MAX=%d", InstanceIDMax),
+		"-K", fmt.Sprintf("SYS_GID_MIN=%d", InstanceIDMin), "-K", fmt.Sprintf("SYS_GID_MAX=%d", InstanceIDMax),
+		"--home-dir", home, "--shell", "/usr/sbin/nologin", "--comment", comment, name}
 }
 
 func (h *Host) addWebUser(ctx context.Context, id InstanceID) error {
@@ -209,7 +214,7 @@ func waitAccountLocks(ctx context.Context) error {
 			if err != nil || pid <= 0 {
 				continue
 			}
-			if unix.Kill(pid, 0) == nil || errors.Is(unix.Kill(pid, 0), unix.EPERM) {
+			if ProcessAlive(pid) {
 				held = p
 				break
 			}

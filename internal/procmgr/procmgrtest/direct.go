@@ -56,15 +56,12 @@ func (m *DirectMaster) Stop() {
 }
 
 // TimeAccountCreation times what making an instance's account takes with
-// the system's tools alone: useradd of a system user with its own group in
-// the instances' id range, and webUser added to that group. The user and
-// group are removed afterwards, outside the time.
+// the system's tools alone: the same useradd as the panel's, and webUser
+// added to the new group. The user and group are removed afterwards,
+// outside the time.
 func TimeAccountCreation(webUser, name string) (time.Duration, error) {
 	t0 := time.Now()
-	if out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home",
-		"-K", fmt.Sprintf("SYS_UID_MIN=%d", procmgr.InstanceIDMin), "-K", fmt.Sprintf("SYS_UID_MAX=%d", procmgr.InstanceIDMax),
-		"-K", fmt.Sprintf("SYS_GID_MIN=%d", procmgr.InstanceIDMin), "-K", fmt.Sprintf("SYS_GID_MAX=%d", procmgr.InstanceIDMax),
-		"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+	if out, err := exec.Command("useradd", procmgr.UserAddArgs(name, "/nonexistent", "benchmark floor")...).CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("useradd: %v %s", err, out)
 	}
 	if out, err := exec.Command("gpasswd", "--add", webUser, name).CombinedOutput(); err != nil {
