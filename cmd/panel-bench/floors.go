@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,10 +56,16 @@ func (b *bench) unitNames(ids []string) []string {
 	return out
 }
 
-// waitAllReady waits until every instance's pool answers a ping.
-func (b *bench) waitAllReady(ids []string) error {
+// waitAllReady waits until every instance's pool answers a ping, for d at
+// most.
+func (b *bench) waitAllReady(ids []string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
 	return parallel(ids, 16, func(id string) error {
-		return procmgr.WaitReady(context.Background(), b.layout.SocketPath(procmgr.InstanceID(id)))
+		if err := procmgr.WaitReady(ctx, b.layout.SocketPath(procmgr.InstanceID(id))); err != nil {
+			return fmt.Errorf("%s not answering: %w", id, err)
+		}
+		return nil
 	})
 }
 
@@ -75,7 +80,7 @@ func (b *bench) startFloor(ids []string) (time.Duration, func() error, error) {
 		if out, err := exec.Command("systemctl", append([]string{"start"}, units...)...).CombinedOutput(); err != nil {
 			return 0, nil, fmt.Errorf("systemctl start: %v %s", err, out)
 		}
-		if err := b.waitAllReady(ids); err != nil {
+		if err := b.waitAllReady(ids, 2*time.Minute); err != nil {
 			return 0, nil, err
 		}
 		took := time.Since(t0)
@@ -172,18 +177,4 @@ func (b *bench) running() int {
 }
 
 // masterPIDs lists the php-fpm masters running a config of this layout.
-func (b *bench) masterPIDs() []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.HasPrefix(string(cl), "php-fpm: master process") && strings.Contains(string(cl), b.layout.ConfigRoot+"/") {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+func (b *bench) masterPIDs() []int { return procmgrtest.MasterPIDs(b.layout.ConfigRoot + "/") }

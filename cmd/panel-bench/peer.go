@@ -65,7 +65,7 @@ func (b *bench) peerFigures(ids []string, samples int) error {
 	if err := ctl("start", "all"); err != nil {
 		return err
 	}
-	if err := b.waitAllReadyWithin(ids, 2*time.Minute); err != nil {
+	if err := b.waitAllReady(ids, 2*time.Minute); err != nil {
 		return err
 	}
 	b.note(fmt.Sprintf("%-58s %10s  (all answering ping)", fmt.Sprintf("peer supervisord: start %d (supervisorctl start all)", len(ids)), ms(time.Since(t0))))
@@ -255,21 +255,11 @@ func (b *bench) killBusy(ids []string, pidOf func(string) (int, error)) ([]time.
 		}
 		ds = append(ds, time.Since(t0))
 		for _, w := range workers {
-			if alive(w) {
+			if procmgr.ProcessAlive(w) {
 				orphans++
 				syscall.Kill(w, syscall.SIGKILL)
 			}
 		}
 	}
 	return ds, orphans, nil
-}
-
-// alive reports whether pid runs (a zombie does not).
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
-	return !strings.HasPrefix(rest, "Z")
 }

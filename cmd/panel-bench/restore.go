@@ -56,7 +56,7 @@ func (b *bench) restoreFigure(running []string, n int) error {
 	if err := b.startDaemon(); err != nil {
 		return err
 	}
-	if err := b.waitAllReadyWithin(ids, 10*time.Minute); err != nil {
+	if err := b.waitAllReady(ids, 10*time.Minute); err != nil {
 		return err
 	}
 	took := time.Since(t0)
@@ -65,28 +65,6 @@ func (b *bench) restoreFigure(running []string, n int) error {
 	time.Sleep(time.Second)
 	b.note(fmt.Sprintf("%-58s %10.1f MiB RSS", fmt.Sprintf("daemon memory with %d instances running", b.running()), float64(vmRSS(b.daemon.Process.Pid))/(1<<20)))
 	return nil
-}
-
-// waitAllReadyWithin is waitAllReady with an overall bound.
-func (b *bench) waitAllReadyWithin(ids []string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return parallel(ids, 16, func(id string) error {
-		sock := b.layout.SocketPath(procmgr.InstanceID(id))
-		for {
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			err := procmgr.Ping(pctx, sock)
-			pcancel()
-			if err == nil {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s not answering: %w", id, err)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	})
 }
 
 // loggingMemory: the daemon's memory while every instance in ids logs as

@@ -411,18 +411,7 @@ func testDaemonKilled(t *testing.T, backend string) {
 // countMasters counts the php-fpm masters running a config.
 func countMasters(t *testing.T, config string) int {
 	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.HasPrefix(string(cl), "php-fpm: master process") && strings.Contains(string(cl), config) {
-			n++
-		}
-	}
-	return n
+	return len(procmgrtest.MasterPIDs(config))
 }
 
 // A panel killed between recording a create and finishing it: the

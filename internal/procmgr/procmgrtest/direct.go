@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,4 +73,22 @@ func TimeAccountCreation(webUser, name string) (time.Duration, error) {
 	exec.Command("userdel", name).Run()
 	exec.Command("groupdel", name).Run()
 	return took, nil
+}
+
+// MasterPIDs lists the php-fpm masters whose config path contains match
+// (their command line is "php-fpm: master process (<config>)").
+func MasterPIDs(match string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cl, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.HasPrefix(string(cl), "php-fpm: master process") && strings.Contains(string(cl), match) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
