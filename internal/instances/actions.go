@@ -583,7 +583,7 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (res StartAllR
 	s.mu.Unlock()
 	// Instances whose config changed while stopped go through Provision;
 	// the rest start in one batch. Those that fail are tried once more,
-	// one at a time.
+	// on their own.
 	var batch, again []procmgr.InstanceID
 	for _, id := range todo {
 		if _, _, _, stale, _ := s.entryOf(id); stale {
@@ -613,16 +613,19 @@ func (s *Service) StartAll(ctx context.Context, p auth.Principal) (res StartAllR
 			defer wg.Done()
 			defer func() { <-sem }()
 			st, err := s.startOrProvision(bctx, id)
-			mu.Lock()
-			defer mu.Unlock()
 			if err != nil {
 				err = mapBackendErr(err)
 				s.recordError(bctx, id, err)
-				res.Failed = append(res.Failed, StartFailure{ID: string(id), Error: err.Error()})
-				return
+			} else {
+				s.setStatus(st)
 			}
-			s.setStatus(st)
-			res.Started = append(res.Started, string(id))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.Failed = append(res.Failed, StartFailure{ID: string(id), Error: err.Error()})
+			} else {
+				res.Started = append(res.Started, string(id))
+			}
 		}()
 	}
 	wg.Wait()

@@ -38,7 +38,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// Run returned (and the caller closed the database).
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for range s.workers {
+	for range reconcileWorkers {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
 	}
