@@ -88,3 +88,28 @@ func TestDSNPasswordRefusedOnCommandLine(t *testing.T) {
 		t.Errorf("a password in IKABUD_DB: %q %v, want it taken", cfg.db, err)
 	}
 }
+
+type bindDenying bool
+
+func (b bindDenying) SocketBindDenied() bool { return bool(b) }
+
+// The warning at start names a port an instance could take: one from the
+// kernel's unprivileged start up, unless systemd denies instances every
+// bind; never one below it.
+func TestPortTenantsCanTake(t *testing.T) {
+	for _, tc := range []struct {
+		addr    string
+		backend any
+		want    bool
+	}{
+		{"127.0.0.1:8080", bindDenying(false), true},
+		{"127.0.0.1:8080", "a backend that cannot tell", true},
+		{"127.0.0.1:8080", bindDenying(true), false},
+		{"127.0.0.1:843", bindDenying(false), false},
+		{"127.0.0.1:0", bindDenying(false), true},
+	} {
+		if got := portTenantsCanTake(tc.addr, tc.backend); got != tc.want {
+			t.Errorf("portTenantsCanTake(%q, %v) = %v, want %v", tc.addr, tc.backend, got, tc.want)
+		}
+	}
+}
