@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -392,6 +393,11 @@ func (h *Hub) relist(ctx context.Context) {
 	listed := map[string]bool{}
 	for _, v := range h.src.List(ctx, h.opt.System) {
 		listed[v.ID] = true
+		// Only what changed goes out: the hub got here by falling behind,
+		// and every socket is sent each row applied.
+		if prev, ok := h.views[v.ID]; ok && reflect.DeepEqual(prev, v) {
+			continue
+		}
 		h.apply(v)
 	}
 	for id, v := range h.views {

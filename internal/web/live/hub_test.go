@@ -402,11 +402,13 @@ func TestUsageAndHealth(t *testing.T) {
 
 // When the hub's subscription dropped views (the next one comes marked
 // Lost), the hub lists every instance again: a change and a removal it
-// never heard of reach the sockets.
+// never heard of reach the sockets, and an instance that did not change
+// sends nothing.
 func TestLostViewsAreReadAgain(t *testing.T) {
 	src := newFakeSource()
 	src.set(view("s1", nil, procmgr.StateRunning, 10))
 	src.set(view("s2", nil, procmgr.StateRunning, 11))
+	src.set(view("s15", nil, procmgr.StateRunning, 12))
 	e := newEnv(t, src, Options{})
 	admin := e.dial("who=admin")
 	admin.nextOf("snapshot", wait)
@@ -426,6 +428,9 @@ func TestLostViewsAreReadAgain(t *testing.T) {
 		m := admin.next(wait)
 		switch m.Type {
 		case "row":
+			if m.Row.ID == "s15" {
+				t.Errorf("the unchanged s15 was sent again")
+			}
 			got[m.Row.ID] = m.Row.State
 		case "gone":
 			got[m.ID] = "gone"
