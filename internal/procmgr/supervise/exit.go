@@ -29,9 +29,12 @@ func (b *Backend) watch(inst *instance, m *master) {
 	// cgroup: a busy worker left behind would hold its request for ever on
 	// an unlinked socket, and a setsid child no cgroup tracks would outlive
 	// its instance. stopMaster waits for this (m.exited closes after it).
+	// The tracking cgroup holds every process of the instance, a setsid
+	// child too; only without one is the whole of /proc searched for the
+	// instance's uid.
 	m.killGroup()
 	b.cg.killAll(inst.id)
-	if m.uid > 0 {
+	if _, tracked := b.cg.procs(inst.id); m.uid > 0 && !tracked {
 		ctx, cancel := context.WithTimeout(context.Background(), goneTimeout)
 		if err := procmgr.KillUID(ctx, m.uid); err != nil {
 			b.logFor(inst.id, "exit").Warn("processes of the instance's user still there after its master ended", "err", err)
