@@ -5,7 +5,8 @@
 #
 #   Go            /usr/local/go/bin (Go is not taken from Debian: bookworm's is far older than go.mod asks)
 #   PHP-FPM, PHP  php8.2-fpm, php8.2-cli
-#   nginx         nginx (installed, never started as a service by us; the proxy test runs its own)
+#   nginx         nginx (installed, never started as a service by us; tests run their own)
+#   CMS sources   wordpress (+ its default theme), dokuwiki, php8.2-mysql: what `create --cms` copies from
 #   chromium      Debian's chromium, driven headless by the browser tests (chromedp)
 #   systemd       systemd, util-linux (unshare, nsenter, setsid), bsdutils (script): scripts/with-systemd.sh
 #   tools         procps, iproute2
@@ -43,6 +44,10 @@ readonly PACKAGES=(
 	"php8.2-fpm /usr/sbin/php-fpm8.2"
 	"php8.2-cli /usr/bin/php8.2"
 	"nginx /usr/sbin/nginx"
+	"php8.2-mysql /etc/php/8.2/mods-available/mysqli.ini"
+	"wordpress /usr/share/wordpress/wp-settings.php"
+	"wordpress-theme-twentytwentythree /usr/share/wordpress/wp-content/themes/twentytwentythree/style.css"
+	"dokuwiki /usr/share/dokuwiki/doku.php"
 	"chromium /usr/bin/chromium"
 	"systemd /lib/systemd/systemd"
 	"procps /usr/bin/pgrep"
@@ -96,6 +101,7 @@ check_go() {
 # What make bench adds: the peer it compares the supervisor with.
 readonly BENCH_PACKAGES=(
 	"supervisor /usr/bin/supervisord"
+	"wrk /usr/bin/wrk"
 )
 
 check_packages() {
@@ -105,14 +111,14 @@ check_packages() {
 	[[ -n ${WITH_BENCH:-} ]] && wanted+=("${BENCH_PACKAGES[@]}")
 	for entry in "${wanted[@]}"; do
 		read -r pkg path <<<"$entry"
-		[[ -x $path ]] && continue
+		[[ -e $path ]] && continue
 		[[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 	done
 	((${#missing[@]})) || return 0
 	apt_install "${missing[@]}"
 	for entry in "${wanted[@]}"; do
 		read -r pkg path <<<"$entry"
-		[[ -x $path ]] || die "$pkg is installed but $path is still missing"
+		[[ -e $path ]] || die "$pkg is installed but $path is still missing"
 	done
 }
 

@@ -93,6 +93,14 @@ func (s *Service) beginCreate(ctx context.Context, p auth.Principal, req CreateR
 		return nil, err
 	}
 	s.inflight.Add(1)
+	unclaim, err := s.claimDomains(id, spec.Domains)
+	if err != nil {
+		s.release(id, unlock)
+		s.audit(p, "create", id, err, "")
+		return nil, err
+	}
+	// Once the entry is in the map it holds the domains itself.
+	defer unclaim()
 	fail := func(err error) (func() (View, error), error) {
 		s.release(id, unlock)
 		s.audit(p, "create", id, err, "")
@@ -150,6 +158,9 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 		return View{}, err
 	}
 	st, perr := s.backend.Provision(bctx, spec)
+	if perr == nil {
+		perr = s.publishSite(bctx, spec)
+	}
 	if perr != nil {
 		err := mapBackendErr(perr)
 		s.rollbackCreate(bctx, id, err)
@@ -172,6 +183,9 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 // (Provision undid its own, this covers a half-made earlier attempt) and the
 // record.
 func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
+	if err := s.withdrawSite(ctx, id); err != nil {
+		s.log.Error("rollback: withdraw site", "instance", string(id), "action", "create", "err", err)
+	}
 	// Purged: an instance that never became ready holds only what its own
 	// provisioning made, and a kept tree would refuse every later create
 	// of the id.
@@ -185,6 +199,41 @@ func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why
 	delete(s.entries, id)
 	s.mu.Unlock()
 	s.publishGone(id, why)
+}
+
+// publishSite publishes spec's site through the front door, if there is one.
+func (s *Service) publishSite(ctx context.Context, spec procmgr.Spec) error {
+	if s.front == nil {
+		return nil
+	}
+	if err := s.front.Publish(ctx, spec); err != nil {
+		return fmt.Errorf("instances: publish the site of %s: %w", spec.ID, err)
+	}
+	return nil
+}
+
+// withdrawSite removes id's site from the front door, if there is one.
+func (s *Service) withdrawSite(ctx context.Context, id procmgr.InstanceID) error {
+	if s.front == nil {
+		return nil
+	}
+	if err := s.front.Withdraw(ctx, id); err != nil {
+		return fmt.Errorf("instances: withdraw the site of %s: %w", id, err)
+	}
+	return nil
+}
+
+// siteChanged says whether the front door's part of the spec differs.
+func siteChanged(a, b procmgr.Spec) bool {
+	if a.Pool.UploadMax != b.Pool.UploadMax || a.Pool.MaxExecutionTime != b.Pool.MaxExecutionTime || len(a.Domains) != len(b.Domains) {
+		return true
+	}
+	for i := range a.Domains {
+		if a.Domains[i] != b.Domains[i] {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Service) viewOf(id procmgr.InstanceID) (View, error) {
@@ -354,6 +403,11 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 	if err != nil {
 		return View{}, err
 	}
+	unclaim, err := s.claimDomains(id, next.Domains)
+	if err != nil {
+		return View{}, err
+	}
+	defer unclaim()
 	defer func() { s.audit(p, "set", id, err, describeChange(cur, next)) }()
 	bctx, cancel := detached(ctx)
 	defer cancel()
@@ -369,13 +423,23 @@ func (s *Service) Set(ctx context.Context, p auth.Principal, rawID string, in pr
 	// instance runs.
 	onlyLimits := cur.PHP == next.PHP && cur.Pool == next.Pool && envEqual(cur.Env, next.Env)
 	stopped := row.DesiredState == DesiredStopped
+	site := siteChanged(cur, next)
 	apply := func(spec procmgr.Spec) (procmgr.Status, error) {
+		var st procmgr.Status
+		var err error
 		if onlyLimits || stopped {
 			// A stopped instance stays stopped; its new config is written
 			// at its next start.
-			return s.backend.SetLimits(bctx, id, spec.Limits)
+			st, err = s.backend.SetLimits(bctx, id, spec.Limits)
+		} else {
+			st, err = s.backend.Provision(bctx, spec)
 		}
-		return s.backend.Provision(bctx, spec)
+		if err == nil && site {
+			// The front door is a transaction of its own: a refusal
+			// leaves its previous config in place.
+			err = s.publishSite(bctx, spec)
+		}
+		return st, err
 	}
 	st, err := apply(next)
 	if err != nil {
@@ -440,6 +504,8 @@ func describeChange(a, b procmgr.Spec) string {
 	add("cpu_quota", ai.CPUQuota, bi.CPUQuota)
 	add("tasks_max", ai.TasksMax, bi.TasksMax)
 	add("env", strings.Join(ai.Env, ","), strings.Join(bi.Env, ","))
+	add("domains", strings.Join(ai.Domains, ","), strings.Join(bi.Domains, ","))
+	add("on_unhealthy", ai.OnUnhealthy, bi.OnUnhealthy)
 	return strings.Join(parts, "; ")
 }
 
@@ -495,6 +561,12 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 		phase = PhasePurging
 	}
 	if err := s.saveRow(bctx, id, func(r *store.Instance) { r.Phase = phase }); err != nil {
+		return err
+	}
+	// The site goes first: its domains must not reach a socket that is
+	// about to vanish, nor files about to be deleted.
+	if err := s.withdrawSite(bctx, id); err != nil {
+		s.recordError(bctx, id, err)
 		return err
 	}
 	if err := s.backend.Deprovision(bctx, id, purge); err != nil {
@@ -645,7 +717,17 @@ func (s *Service) Health(ctx context.Context, p auth.Principal, rawID string) (p
 		return procmgr.Health{}, err
 	}
 	h, err := procmgr.ProbeHealth(ctx, s.backend, s.layout, id)
-	return h, mapBackendErr(err)
+	if err != nil {
+		return h, mapBackendErr(err)
+	}
+	if _, spec, _, _, ok := s.entryOf(id); ok && s.front != nil && len(spec.Domains) > 0 {
+		probe := s.front.Probe(ctx, spec)
+		h.HTTP = &probe
+		if !probe.OK && h.Healthy {
+			h.Healthy, h.Reason = false, "through the web server: "+probe.Reason
+		}
+	}
+	return h, nil
 }
 
 // Logs returns the last n log lines of an instance.

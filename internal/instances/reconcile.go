@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -27,12 +28,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.load(ctx); err != nil {
 		return err
 	}
-	close(s.started)
+	s.syncSites(ctx)
+	// Marked before Started is closed, so that WaitIdle after Started
+	// sees the work to do.
 	s.mu.RLock()
 	for id := range s.entries {
 		s.enqueue(id)
 	}
 	s.mu.RUnlock()
+	close(s.started)
 
 	// The reconcile loop lives exactly as long as Run: it never writes after
 	// Run returned (and the caller closed the database).
@@ -233,6 +237,9 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 	switch row.Phase {
 	case PhaseProvisioning:
 		st, err := s.backend.Provision(bctx, spec)
+		if err == nil {
+			err = s.publishSite(bctx, spec)
+		}
 		if err != nil {
 			s.audit(p, "rollback-create", id, err, "")
 			s.rollbackCreate(bctx, id, mapBackendErr(err))
@@ -246,7 +253,10 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		s.audit(p, "finish-create", id, err, "")
 	case PhaseRemoving, PhasePurging:
 		purge := row.Phase == PhasePurging
-		err := s.backend.Deprovision(bctx, id, purge)
+		err := s.withdrawSite(bctx, id)
+		if err == nil {
+			err = s.backend.Deprovision(bctx, id, purge)
+		}
 		if err == nil {
 			err = s.store.DeleteInstance(bctx, string(id))
 			if errors.Is(err, store.ErrNotFound) {
@@ -336,5 +346,30 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// syncSites publishes the site of every ready instance and nothing else, as
+// the panel starts: a site the web server still has of an instance removed
+// meanwhile goes, and one that a panel killed mid-create never published
+// is published by the reconciler when it finishes the create. A failure is
+// logged: the web server keeps the config it has, and sites keep serving.
+func (s *Service) syncSites(ctx context.Context) {
+	if s.front == nil {
+		return
+	}
+	var specs []procmgr.Spec
+	s.mu.RLock()
+	for _, e := range s.entries {
+		if e.row.Phase == PhaseReady {
+			specs = append(specs, e.spec)
+		}
+	}
+	s.mu.RUnlock()
+	sort.Slice(specs, func(i, j int) bool { return specs[i].ID < specs[j].ID })
+	sctx, cancel := context.WithTimeout(ctx, actionTimeout)
+	defer cancel()
+	if err := s.front.Sync(sctx, specs); err != nil {
+		s.log.Error("publishing the sites failed; the web server keeps its previous config", "action", "sync-sites", "err", err)
 	}
 }

@@ -92,6 +92,30 @@ type Backend interface {
 	InstalledPHP() []procmgr.PHPVersion
 }
 
+// FrontDoor publishes instances' sites to visitors: the web server in front
+// of the pools (nginx). Every change is a transaction: the web server's
+// whole config is checked before it reloads, and any failure puts the
+// previous config back, so one instance's change never stops the others'
+// sites. An instance without domains has no site.
+type FrontDoor interface {
+	// Publish makes spec's site (its domains, upload limit, timeouts,
+	// socket) the one visitors reach, and returns once the web server
+	// serves it. Publishing a site as it is changes nothing.
+	Publish(ctx context.Context, spec procmgr.Spec) error
+
+	// Withdraw removes the instance's site; its domains then answer as
+	// unknown hosts. No site: not an error.
+	Withdraw(ctx context.Context, id procmgr.InstanceID) error
+
+	// Sync publishes exactly these sites, as at the panel's start (sites
+	// of instances the panel no longer has are removed).
+	Sync(ctx context.Context, specs []procmgr.Spec) error
+
+	// Probe asks the web server for the instance's primary domain, on the
+	// path that reaches the pool's ping.
+	Probe(ctx context.Context, spec procmgr.Spec) procmgr.HTTPProbe
+}
+
 // Store is what the domain needs of the database; *store.DB satisfies it.
 type Store interface {
 	CreateInstance(ctx context.Context, inst *store.Instance) error
@@ -159,6 +183,8 @@ type entry struct {
 // Options configure a Service.
 type Options struct {
 	Layout procmgr.Layout
+	// FrontDoor publishes sites; nil: the panel manages no web server.
+	FrontDoor FrontDoor
 	Log    *slog.Logger
 	Now    func() time.Time
 }
@@ -193,6 +219,11 @@ type Service struct {
 	refusing     atomic.Int64 // the same count, for WaitIdle
 	refusalSlots chan struct{}
 
+	front FrontDoor
+	// claims are domains reserved by a create or a set in flight, so two
+	// of them cannot take one domain at once.
+	claims map[procmgr.Domain]procmgr.InstanceID
+
 	views procmgr.Fanout[View]
 	// dirty holds the ids the reconciler is to look at, each at most once.
 	dirty   coalesce.Set[procmgr.InstanceID]
@@ -216,6 +247,8 @@ func New(st Store, b Backend, opt Options) *Service {
 		log:          log,
 		now:          now,
 		entries:      map[procmgr.InstanceID]*entry{},
+		front:        opt.FrontDoor,
+		claims:       map[procmgr.Domain]procmgr.InstanceID{},
 		refusalSlots: make(chan struct{}, maxRefusalWrites),
 		started:      make(chan struct{}),
 	}
@@ -593,4 +626,50 @@ func (s *Service) saveRow(ctx context.Context, id procmgr.InstanceID, f func(*st
 	s.mu.Unlock()
 	s.publish(id)
 	return nil
+}
+
+// claimDomains reserves domains for id: none may be another instance's,
+// recorded or being created or changed. The returned func drops the
+// reservation; call it once the entry holds the domains, or the change
+// failed.
+func (s *Service) claimDomains(id procmgr.InstanceID, domains []procmgr.Domain) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs procmgr.FieldErrors
+	for _, d := range domains {
+		if owner, ok := s.domainOwnerLocked(d); ok && owner != id {
+			errs = append(errs, &procmgr.FieldError{Field: "domains", Value: string(d), Rule: "is already a domain of instance " + string(owner)})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	mine := []procmgr.Domain{}
+	for _, d := range domains {
+		if _, held := s.claims[d]; !held {
+			s.claims[d] = id
+			mine = append(mine, d)
+		}
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, d := range mine {
+			delete(s.claims, d)
+		}
+	}, nil
+}
+
+func (s *Service) domainOwnerLocked(d procmgr.Domain) (procmgr.InstanceID, bool) {
+	if id, ok := s.claims[d]; ok {
+		return id, true
+	}
+	for id, e := range s.entries {
+		for _, have := range e.spec.Domains {
+			if have == d {
+				return id, true
+			}
+		}
+	}
+	return "", false
 }

@@ -24,8 +24,26 @@ type Health struct {
 	// zero when the ping failed.
 	PingLatency time.Duration `json:"ping_latency_ns"`
 	// Pool is the pool's status page; nil when it could not be read.
-	Pool      *PoolStatus `json:"pool,omitempty"`
-	CheckedAt time.Time   `json:"checked_at"`
+	Pool *PoolStatus `json:"pool,omitempty"`
+	// HTTP is the probe through the web server to the instance's primary
+	// domain; nil when the instance has no site.
+	HTTP      *HTTPProbe `json:"http,omitempty"`
+	CheckedAt time.Time  `json:"checked_at"`
+}
+
+// HTTPProbe is one request for an instance's site through the web server,
+// on the path that reaches the pool's ping.
+type HTTPProbe struct {
+	// URL is what was asked for, Host the Host header sent with it.
+	URL  string `json:"url"`
+	Host string `json:"host"`
+	// Status is the HTTP status answered; 0 when none came.
+	Status  int           `json:"status,omitempty"`
+	Latency time.Duration `json:"latency_ns,omitempty"`
+	OK      bool          `json:"ok"`
+	// Reason says why the probe failed: "502 (the pool is not running)",
+	// "timeout after 3s", ...
+	Reason string `json:"reason,omitempty"`
 }
 
 // PoolStatus is php-fpm's status page (?json).

@@ -77,6 +77,7 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 		p("pm.process_idle_timeout", "10s")
 	}
 	p("pm.max_requests", strconv.Itoa(s.Pool.MaxRequests))
+	p("request_terminate_timeout", strconv.Itoa(s.Pool.RequestTerminateTimeout())+"s")
 	p("pm.status_path", "/status")
 	p("ping.path", "/ping")
 	p("ping.response", "pong")

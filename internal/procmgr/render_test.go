@@ -179,7 +179,7 @@ var renderGoldenSpecs = []struct {
 		TasksMax: "128", Env: []string{"WP_ENV=production", "SITE_URL=https://example.com/blog", "GREETING=hello world", "MAIL_FROM=web+site@example.com"},
 	}},
 	{"php-fpm-static.conf", "static-site", procmgr.SpecInput{
-		CMS: "joomla", PM: "static", MaxChildren: "8", MaxRequests: "0", MaxExecutionTime: "0", UploadMax: "1536", MemoryLimit: "96M",
+		CMS: "joomla", PM: "static", MaxChildren: "8", MaxRequests: "0", MaxExecutionTime: "1", UploadMax: "1536", MemoryLimit: "96M",
 	}},
 }
 
@@ -375,7 +375,7 @@ func TestRenderFPMConfigEdgeSpecsAcceptedByPHPFPM(t *testing.T) {
 		{"max-dynamic", "max-dynamic", procmgr.SpecInput{PM: "dynamic", MaxChildren: "1000", StartServers: "1000", MinSpareServers: "1000",
 			MaxSpareServers: "1000", TasksMax: "1001"}, true},
 		{"min-dynamic", "min-dynamic", procmgr.SpecInput{PM: "dynamic", MaxChildren: "1", StartServers: "1", MinSpareServers: "1",
-			MaxSpareServers: "1", MaxRequests: "0", MaxExecutionTime: "0", MemoryLimit: "16M", UploadMax: "1K", MemoryMax: "32M", TasksMax: "8"}, true},
+			MaxSpareServers: "1", MaxRequests: "0", MaxExecutionTime: "1", MemoryLimit: "16M", UploadMax: "1K", MemoryMax: "32M", TasksMax: "8"}, true},
 		{"min-ondemand", "min-ondemand", procmgr.SpecInput{PM: "ondemand", MaxChildren: "1", UploadMax: "1024", MemoryLimit: "16777216"}, true},
 	}
 	for _, c := range cases {

@@ -176,6 +176,16 @@ type PoolSettings struct {
 	UploadMax        Bytes  `json:"upload_max"`
 }
 
+// RequestTerminateTimeout is how long php-fpm lets one request run, in
+// seconds of wall-clock time, before it kills the worker: max_execution_time
+// counts the script's CPU time only (a script waiting on a lock or a remote
+// server never reaches it), so this is the bound that always holds.
+func (p PoolSettings) RequestTerminateTimeout() int { return p.MaxExecutionTime + requestGrace }
+
+// requestGrace is what a request may run past max_execution_time before
+// php-fpm ends it: time for PHP's own timeout error to be sent first.
+const requestGrace = 10
+
 // Limits are the service's resource limits, enforced by the cgroup.
 type Limits struct {
 	MemoryMax Bytes      `json:"memory_max"`
@@ -198,6 +208,10 @@ type Spec struct {
 	Pool   PoolSettings `json:"pool"`
 	Limits Limits       `json:"limits"`
 	Env    []EnvVar     `json:"env"`
+	// Domains are the host names the instance's site answers to, the
+	// first being its primary name; none: no site is published.
+	Domains     []Domain    `json:"domains"`
+	OnUnhealthy OnUnhealthy `json:"on_unhealthy"`
 }
 
 // SpecInput is a spec as a person or a client typed it: every field a string,
@@ -218,6 +232,9 @@ type SpecInput struct {
 	CPUQuota         string   `json:"cpu_quota,omitempty"`
 	TasksMax         string   `json:"tasks_max,omitempty"`
 	Env              []string `json:"env,omitempty"` // KEY=VALUE
+	// Domains: nil keeps the current list (or none); an empty list clears it.
+	Domains     []string `json:"domains,omitempty"`
+	OnUnhealthy string   `json:"on_unhealthy,omitempty"`
 }
 
 // Defaults are the values of the tool the panel replaces, where it had them.
@@ -236,6 +253,7 @@ var Defaults = SpecInput{
 	MemoryMax:        "512M",
 	CPUQuota:         "100%",
 	TasksMax:         "64",
+	OnUnhealthy:      string(UnhealthyRestart),
 }
 
 // Overlay returns in with every empty field taken from base.
@@ -262,9 +280,14 @@ func (in SpecInput) Overlay(base SpecInput) SpecInput {
 		CPUQuota:         pick(in.CPUQuota, base.CPUQuota),
 		TasksMax:         pick(in.TasksMax, base.TasksMax),
 		Env:              in.Env,
+		Domains:          in.Domains,
+		OnUnhealthy:      pick(in.OnUnhealthy, base.OnUnhealthy),
 	}
 	if in.Env == nil {
 		out.Env = base.Env
+	}
+	if in.Domains == nil {
+		out.Domains = base.Domains
 	}
 	return out
 }
@@ -274,6 +297,10 @@ func (s Spec) Input() SpecInput {
 	env := make([]string, 0, len(s.Env))
 	for _, e := range s.Env {
 		env = append(env, e.Key+"="+e.Value)
+	}
+	domains := make([]string, len(s.Domains))
+	for i, d := range s.Domains {
+		domains[i] = string(d)
 	}
 	return SpecInput{
 		CMS:              string(s.CMS),
@@ -291,6 +318,8 @@ func (s Spec) Input() SpecInput {
 		CPUQuota:         s.Limits.CPUQuota.String(),
 		TasksMax:         strconv.Itoa(s.Limits.TasksMax),
 		Env:              env,
+		Domains:          domains,
+		OnUnhealthy:      string(s.OnUnhealthy),
 	}
 }
 
@@ -360,6 +389,12 @@ func ParseSpec(id string, in SpecInput, installedPHP []PHPVersion) (Spec, error)
 	collect(limErr)
 	s.Limits = lim
 	if s.Env, err = parseEnv(in.Env); err != nil {
+		collect(err)
+	}
+	if s.Domains, err = parseDomains(in.Domains); err != nil {
+		collect(err)
+	}
+	if s.OnUnhealthy, err = parseOnUnhealthy(in.OnUnhealthy); err != nil {
 		collect(err)
 	}
 	// Each relation is checked whenever both of its fields parsed, so one
@@ -451,7 +486,9 @@ func parsePool(in SpecInput, collect func(error)) (PoolSettings, poolParsed) {
 	} else {
 		ok.memoryLimit = true
 	}
-	if p.MaxExecutionTime, err = parseInt("max_execution_time", in.MaxExecutionTime, 0, maxExecLimit); err != nil {
+	// 0 (no limit) is refused: a stuck script would hold its worker for
+	// ever, and request_terminate_timeout is derived from this.
+	if p.MaxExecutionTime, err = parseInt("max_execution_time", in.MaxExecutionTime, 1, maxExecLimit); err != nil {
 		keep(err)
 	}
 	if p.UploadMax, err = parseBytes("upload_max", in.UploadMax, 1<<10, 16<<30); err != nil {
@@ -548,6 +585,10 @@ func UnmarshalSpec(id string, data []byte) (Spec, error) {
 	var in SpecInput
 	if err := json.Unmarshal(data, &in); err != nil {
 		return Spec{}, fmt.Errorf("procmgr: stored spec of %s: %w", id, err)
+	}
+	if in.MaxExecutionTime == "0" {
+		// Stored before "no limit" was refused: the longest limit there is.
+		in.MaxExecutionTime = strconv.Itoa(maxExecLimit)
 	}
 	return ParseSpec(id, in, nil)
 }

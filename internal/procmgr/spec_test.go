@@ -219,7 +219,8 @@ func TestParseSpecRanges(t *testing.T) {
 		{"max_requests", procmgr.SpecInput{MaxRequests: "0"}, true},
 		{"max_requests", procmgr.SpecInput{MaxRequests: "1000000"}, true},
 		{"max_requests", procmgr.SpecInput{MaxRequests: "1000001"}, false},
-		{"max_execution_time", procmgr.SpecInput{MaxExecutionTime: "0"}, true},
+		{"max_execution_time", procmgr.SpecInput{MaxExecutionTime: "0"}, false},
+		{"max_execution_time", procmgr.SpecInput{MaxExecutionTime: "1"}, true},
 		{"max_execution_time", procmgr.SpecInput{MaxExecutionTime: "86400"}, true},
 		{"max_execution_time", procmgr.SpecInput{MaxExecutionTime: "86401"}, false},
 		{"memory_limit", procmgr.SpecInput{MemoryLimit: "16M"}, true},
@@ -674,7 +675,7 @@ func TestDefaultsAreValid(t *testing.T) {
 		Pool: procmgr.PoolSettings{PM: procmgr.PMOndemand, MaxChildren: 5, StartServers: 2, MinSpareServers: 1, MaxSpareServers: 3,
 			MaxRequests: 500, MemoryLimit: 256 << 20, MaxExecutionTime: 30, UploadMax: 64 << 20},
 		Limits: procmgr.Limits{MemoryMax: 512 << 20, CPUQuota: 100, TasksMax: 64},
-		Env:    []procmgr.EnvVar{},
+		Env:    []procmgr.EnvVar{}, Domains: []procmgr.Domain{}, OnUnhealthy: procmgr.UnhealthyRestart,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("defaults = %+v, want %+v", s, want)
