@@ -185,8 +185,8 @@ type Options struct {
 	Layout procmgr.Layout
 	// FrontDoor publishes sites; nil: the panel manages no web server.
 	FrontDoor FrontDoor
-	Log    *slog.Logger
-	Now    func() time.Time
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // reconcileWorkers is how many instances the reconciler acts on at once
