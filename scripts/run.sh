@@ -18,6 +18,10 @@ check_go
 missing=()
 [[ -x /usr/sbin/php-fpm8.2 ]] || missing+=(php8.2-fpm)
 [[ -x /usr/bin/php8.2 ]] || missing+=(php8.2-cli)
+[[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+[[ -e /etc/php/8.2/mods-available/mysqli.ini ]] || missing+=(php8.2-mysql)
+[[ -e /usr/share/wordpress/wp-settings.php ]] || missing+=(wordpress wordpress-theme-twentytwentythree)
+[[ -e /usr/share/dokuwiki/doku.php ]] || missing+=(dokuwiki)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 
 go build -o bin/panel ./cmd/panel

@@ -143,7 +143,7 @@ func (b *bench) startDaemon() error {
 		b.httpAddr = ln.Addr().String()
 		ln.Close()
 	}
-	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", b.httpAddr, "--socket", b.socket,
+	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", b.httpAddr, "--socket", b.socket, "--http-listen", "none",
 		"--instances-root", b.layout.InstancesRoot, "--config-root", b.layout.ConfigRoot,
 		"--runtime-root", b.layout.RuntimeRoot, "--web-user", b.layout.WebUser, "--unit-prefix", b.layout.UnitPrefix,
 		"--log-level", "info", "--backend", b.backend)

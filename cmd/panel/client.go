@@ -120,9 +120,11 @@ func (c *client) connError(err error) error {
 
 // specFlags binds the spec flags of create and set.
 type specFlags struct {
-	in    procmgr.SpecInput
-	env   multiFlag
-	owner string
+	in           procmgr.SpecInput
+	env          multiFlag
+	domains      multiFlag
+	clearDomains bool
+	owner        string
 }
 
 type multiFlag []string
@@ -146,12 +148,21 @@ func (sf *specFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&sf.in.CPUQuota, "cpu-quota", "", "service CPUQuota in % of one CPU (default 100%)")
 	fs.StringVar(&sf.in.TasksMax, "tasks-max", "", "service TasksMax (default 64)")
 	fs.Var(&sf.env, "env", "KEY=VALUE given to PHP (repeatable)")
+	fs.Var(&sf.domains, "domain", "a domain the site answers to (repeatable; the first is its primary name); on set, the list replaces the current one")
+	fs.BoolVar(&sf.clearDomains, "no-domains", false, "set: remove every domain (the site is no longer published)")
+	fs.StringVar(&sf.in.OnUnhealthy, "on-unhealthy", "", "restart or alert: what the panel does when the pool stops answering (default restart)")
 }
 
 func (sf *specFlags) input() procmgr.SpecInput {
 	in := sf.in
 	if len(sf.env) > 0 {
 		in.Env = sf.env
+	}
+	switch {
+	case len(sf.domains) > 0:
+		in.Domains = sf.domains
+	case sf.clearDomains:
+		in.Domains = []string{}
 	}
 	return in
 }
@@ -181,7 +192,9 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		n = fs.Int("n", 20, "number of events")
 	case "remove":
 		purge = fs.Bool("purge", false, "also delete the instance's files")
-	case "stop", "restart", "reload", "status", "list", "health":
+	case "status":
+		// With no id: the panel's own status (backend, web server).
+	case "stop", "restart", "reload", "list", "health":
 	default:
 		return fmt.Errorf("%w: unknown command %q (see `panel help`)", errUsage, verb)
 	}
@@ -224,6 +237,21 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		}
 		printAudit(stdout, evs)
 		return nil
+	case "status":
+		if len(pos) == 0 {
+			var h panelHealth
+			if err := c.do(ctx, "GET", "/healthz", nil, &h); err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(stdout, h)
+			}
+			printPanelHealth(stdout, h)
+			if h.WebServer.Managed && !h.WebServer.Up {
+				return fmt.Errorf("the web server in front of the sites is down: %s", h.WebServer.Detail)
+			}
+			return nil
+		}
 	case "start":
 		if *all {
 			var res instances.StartAllResult

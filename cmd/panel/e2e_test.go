@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,6 +118,10 @@ func (d *daemon) start() {
 		"--instances-root", d.layout.InstancesRoot, "--config-root", d.layout.ConfigRoot,
 		"--runtime-root", d.layout.RuntimeRoot, "--web-user", d.layout.WebUser, "--unit-prefix", d.layout.UnitPrefix,
 		"--backend", d.backend, "--force-supervise")
+	if !slices.Contains(d.extra, "--http-listen") {
+		// No nginx unless the test asks for one: it would take port 80.
+		d.cmd.Args = append(d.cmd.Args, "--http-listen", "none")
+	}
 	d.cmd.Args = append(d.cmd.Args, d.extra...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

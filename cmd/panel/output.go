@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,6 +28,11 @@ func printStatus(w io.Writer, v instances.View) {
 	fmt.Fprintf(w, "CMS: %s, PHP %s\n", v.CMS, v.PHP)
 	fmt.Fprintf(w, "User: %s\n", v.User)
 	fmt.Fprintf(w, "Socket: %s\n", v.Socket)
+	if len(v.Spec.Domains) > 0 {
+		fmt.Fprintf(w, "Domains: %s\n", strings.Join(v.Spec.Domains, " "))
+	} else {
+		fmt.Fprintf(w, "Domains: none (no site is published)\n")
+	}
 	if st.Running() {
 		fmt.Fprintf(w, "Memory: %s (max %s)\n", humanBytes(st.MemoryBytes), st.Limits.MemoryMax)
 		fmt.Fprintf(w, "CPU: %s used (quota %s)\n", st.CPUUsage.Round(time.Millisecond), st.Limits.CPUQuota)
@@ -81,6 +87,13 @@ func printHealth(w io.Writer, id string, h procmgr.Health) {
 	} else {
 		fmt.Fprintf(w, "Health: unhealthy: %s\n", escapeControls(h.Reason))
 	}
+	if p := h.HTTP; p != nil {
+		if p.OK {
+			fmt.Fprintf(w, "Through nginx: ok, %d in %s (Host %s, %s)\n", p.Status, p.Latency.Round(time.Microsecond), p.Host, p.URL)
+		} else {
+			fmt.Fprintf(w, "Through nginx: failed: %s (Host %s, %s)\n", escapeControls(p.Reason), p.Host, p.URL)
+		}
+	}
 	if p := h.Pool; p != nil {
 		// These strings come from whatever answers on the instance's
 		// socket, which the tenant can replace.
@@ -100,4 +113,25 @@ func printAudit(w io.Writer, evs []instances.AuditEntry) {
 			e.InstanceID, e.Result, escapeControls(e.Detail))
 	}
 	tw.Flush()
+}
+
+// panelHealth is /healthz.
+type panelHealth struct {
+	OK        bool                      `json:"ok"`
+	Backend   string                    `json:"backend"`
+	Version   string                    `json:"version"`
+	WebServer instances.WebServerStatus `json:"web_server"`
+}
+
+func printPanelHealth(w io.Writer, h panelHealth) {
+	fmt.Fprintf(w, "Panel: running, version %s\n", h.Version)
+	fmt.Fprintf(w, "Backend: %s\n", h.Backend)
+	switch {
+	case !h.WebServer.Managed:
+		fmt.Fprintf(w, "Web server: not managed by the panel (--http-listen none)\n")
+	case h.WebServer.Up:
+		fmt.Fprintf(w, "Web server: up (%s)\n", h.WebServer.Detail)
+	default:
+		fmt.Fprintf(w, "Web server: DOWN (%s)\n", h.WebServer.Detail)
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ikabud/panel/internal/auth"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/nginx"
 	"github.com/ikabud/panel/internal/procmgr/supervise"
 	"github.com/ikabud/panel/internal/procmgr/systemd"
 	"github.com/ikabud/panel/internal/store"
@@ -56,6 +57,12 @@ type serveConfig struct {
 	proxySocket    string
 	auditDays      int
 	layout         procmgr.Layout
+	// The front door: nginx serving the instances' sites.
+	httpListen   string
+	nginxMode    string
+	nginxUnit    string
+	nginxConf    string
+	nginxInclude string
 }
 
 func parseServe(args []string) (serveConfig, error) {
@@ -80,6 +87,11 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.layout.ConfigRoot, "config-root", envOr("IKABUD_CONFIG_ROOT", d.ConfigRoot), "where per-instance php-fpm configs live")
 	fs.StringVar(&cfg.layout.RuntimeRoot, "runtime-root", envOr("IKABUD_RUNTIME_ROOT", d.RuntimeRoot), "runtime directory (sockets), directly under /run")
 	fs.StringVar(&cfg.layout.WebUser, "web-user", envOr("IKABUD_WEB_USER", d.WebUser), "web server user added to each instance's group")
+	fs.StringVar(&cfg.httpListen, "http-listen", envOr("IKABUD_HTTP_LISTEN", ":80"), "where nginx serves the instances' sites (:80, 127.0.0.1:8081, ...), or none: the panel manages no web server")
+	fs.StringVar(&cfg.nginxMode, "nginx", envOr("IKABUD_NGINX", "auto"), "how nginx runs: auto (the distribution's unit under the systemd backend, else supervised), systemd or supervise")
+	fs.StringVar(&cfg.nginxUnit, "nginx-unit", envOr("IKABUD_NGINX_UNIT", "nginx.service"), "the nginx unit under systemd")
+	fs.StringVar(&cfg.nginxConf, "nginx-conf", envOr("IKABUD_NGINX_CONF", "/etc/nginx/nginx.conf"), "the main config of the nginx unit (systemd), which must include --nginx-include inside http {}")
+	fs.StringVar(&cfg.nginxInclude, "nginx-include", envOr("IKABUD_NGINX_INCLUDE", "/etc/nginx/conf.d/ikabud.conf"), "the file the panel writes for the nginx unit's config to include (Debian's nginx.conf includes conf.d/*.conf)")
 	fs.StringVar(&cfg.layout.UnitPrefix, "unit-prefix", envOr("IKABUD_UNIT_PREFIX", d.UnitPrefix), "name of the template unit (<prefix>@.service)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -102,6 +114,16 @@ func parseServe(args []string) (serveConfig, error) {
 	}
 	if cfg.proxySocket != "" && cfg.publicURL == "" {
 		return cfg, fmt.Errorf("%w: --proxy-socket needs --public-url, the address browsers reach the proxy at (https://panel.example.com)", errUsage)
+	}
+	if cfg.httpListen != "none" {
+		if _, err := nginx.ParseListen(cfg.httpListen); err != nil {
+			return cfg, fmt.Errorf("%w: --%v", errUsage, err)
+		}
+	}
+	switch cfg.nginxMode {
+	case "auto", "systemd", "supervise":
+	default:
+		return cfg, fmt.Errorf("%w: --nginx must be auto, systemd or supervise (got %q)", errUsage, cfg.nginxMode)
 	}
 	if cfg.listen == "none" && cfg.proxySocket == "" {
 		return cfg, fmt.Errorf("%w: --listen none leaves the web panel unreachable: give --proxy-socket too", errUsage)
@@ -291,7 +313,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	// Closing the backend leaves every instance running.
 	defer closeBackend()
 
-	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log})
+	var front instances.FrontDoor
+	if cfg.httpListen != "none" {
+		m, closeFront, err := openFrontDoor(ctx, cfg, backend, log)
+		if err != nil {
+			return err
+		}
+		defer closeFront()
+		front = m
+	}
+	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log, FrontDoor: front})
 	trusted, err := parseTrusted(cfg.trusted)
 	if err != nil {
 		return err

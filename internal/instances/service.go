@@ -114,6 +114,27 @@ type FrontDoor interface {
 	// Probe asks the web server for the instance's primary domain, on the
 	// path that reaches the pool's ping.
 	Probe(ctx context.Context, spec procmgr.Spec) procmgr.HTTPProbe
+
+	// Up says whether the web server runs, in words for a person.
+	Up(ctx context.Context) (bool, string)
+}
+
+// WebServerStatus is the front door as /healthz and `panel status` show it.
+type WebServerStatus struct {
+	// Managed is false when the panel runs no web server (--http-listen
+	// none); then the rest is empty.
+	Managed bool   `json:"managed"`
+	Up      bool   `json:"up"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// WebServer reports the front door.
+func (s *Service) WebServer(ctx context.Context) WebServerStatus {
+	if s.front == nil {
+		return WebServerStatus{}
+	}
+	up, detail := s.front.Up(ctx)
+	return WebServerStatus{Managed: true, Up: up, Detail: detail}
 }
 
 // Store is what the domain needs of the database; *store.DB satisfies it.

@@ -21,6 +21,8 @@ import (
 // Instances is every action and read the pages and the API make on instances.
 type Instances interface {
 	BackendName() string
+	// WebServer says whether the web server in front of the sites runs.
+	WebServer(ctx context.Context) instances.WebServerStatus
 	List(ctx context.Context, p auth.Principal) []instances.View
 	Get(ctx context.Context, p auth.Principal, id string) (instances.View, error)
 	Create(ctx context.Context, p auth.Principal, req instances.CreateRequest) (instances.View, error)

@@ -106,7 +106,8 @@ func New(opt Options) (*Server, error) {
 	e.Use(s.securityHeaders)
 
 	e.GET("/healthz", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]any{"ok": true, "backend": s.svc.BackendName(), "version": opt.Version})
+		return c.JSON(http.StatusOK, map[string]any{"ok": true, "backend": s.svc.BackendName(), "version": opt.Version,
+			"web_server": s.svc.WebServer(c.Request().Context())})
 	})
 	e.GET("/api/v1/openapi.json", serveOpenAPI)
 	api := e.Group("/api/v1", s.authenticateAPI)

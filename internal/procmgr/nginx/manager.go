@@ -133,8 +133,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	return m.opt.Runner.Ensure(ctx)
 }
 
-// Up says whether nginx runs.
-func (m *Manager) Up(ctx context.Context) (bool, string) { return m.opt.Runner.Up(ctx) }
+// Up says whether nginx runs, and how.
+func (m *Manager) Up(ctx context.Context) (bool, string) {
+	up, detail := m.opt.Runner.Up(ctx)
+	return up, fmt.Sprintf("nginx %s: %s; sites on %s", m.opt.Runner.Kind(), detail, m.opt.Listen)
+}
 
 // Publish makes spec's site the one nginx serves (an instance without
 // domains: no site).

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/ikabud/panel/internal/instances"
+	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/procmgr/nginx"
+	"github.com/ikabud/panel/internal/procmgr/systemd"
+)
+
+// openFrontDoor sets nginx up to serve the instances' sites: under the
+// systemd backend through the distribution's unit (nginx.service), whose
+// config includes the panel's part; elsewhere as the panel's own child. It
+// returns once nginx runs.
+func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backend, log *slog.Logger) (*nginx.Manager, func(), error) {
+	ln, err := nginx.ParseListen(cfg.httpListen)
+	if err != nil {
+		return nil, nil, err
+	}
+	mode := cfg.nginxMode
+	sd, isSystemd := backend.(*systemd.Backend)
+	if mode == "auto" {
+		mode = "supervise"
+		if isSystemd {
+			mode = "systemd"
+		}
+	}
+	var runner nginx.Runner
+	closeRunner := func() {}
+	switch mode {
+	case "systemd":
+		if !isSystemd {
+			return nil, nil, fmt.Errorf("--nginx systemd needs the systemd backend (this panel runs %s)", backend.Name())
+		}
+		runner = nginx.UnitRunner{Units: sd.Units(), Unit: cfg.nginxUnit, Main: cfg.nginxConf}
+	default:
+		logDir := "/var/log/" + cfg.layout.UnitPrefix
+		if err := os.MkdirAll(logDir, 0o750); err != nil {
+			return nil, nil, err
+		}
+		s := &nginx.Supervised{
+			Main:    filepath.Join(cfg.layout.ConfigRoot, "nginx", "nginx.conf"),
+			PIDFile: filepath.Join(cfg.layout.RuntimeRoot, "nginx.pid"),
+			Log:     log,
+		}
+		runner = s
+		closeRunner = s.Close
+	}
+	m, err := nginx.New(nginx.Options{Layout: cfg.layout, Listen: ln, Runner: runner, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	switch mode {
+	case "systemd":
+		if err := installInclude(cfg.nginxInclude, m, ln, log); err != nil {
+			return nil, nil, err
+		}
+	default:
+		if err := os.MkdirAll(cfg.layout.RuntimeRoot, 0o755); err != nil {
+			return nil, nil, err
+		}
+		main := nginx.RenderMain(nginx.MainOptions{HTTPConf: m.LiveHTTPConf(), WebUser: cfg.layout.WebUser,
+			PIDFile: filepath.Join(cfg.layout.RuntimeRoot, "nginx.pid"), ErrorLog: "/var/log/" + cfg.layout.UnitPrefix + "/nginx-error.log"})
+		if _, err := procmgr.WriteFileAtomic(filepath.Join(cfg.layout.ConfigRoot, "nginx", "nginx.conf"), main, 0, 0, 0o644); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := m.Start(ctx); err != nil {
+		closeRunner()
+		return nil, nil, fmt.Errorf("the web server for the sites: %w (or run with --http-listen none)", err)
+	}
+	up, detail := m.Up(ctx)
+	log.Info("web server for the sites", "up", up, "detail", detail)
+	return m, closeRunner, nil
+}
+
+// debianDefaultSite is the site Debian's nginx package enables: a default
+// server on port 80 that would clash with the panel's.
+const debianDefaultSite = "/etc/nginx/sites-enabled/default"
+
+// installInclude writes the file the nginx unit's config includes, and
+// disables Debian's stock default site when the panel's sites take its port
+// (only the stock link: a site the admin made is left, and nginx -t names
+// the clash).
+func installInclude(path string, m *nginx.Manager, ln nginx.Listen, log *slog.Logger) error {
+	if _, err := procmgr.WriteFileAtomic(path, []byte("# Ikabud Panel's sites. Written by the panel.\n"+m.IncludeLine()), 0, 0, 0o644); err != nil {
+		return err
+	}
+	if ln.Port != 80 {
+		return nil
+	}
+	if target, err := os.Readlink(debianDefaultSite); err == nil && target == "/etc/nginx/sites-available/default" {
+		if err := os.Remove(debianDefaultSite); err != nil {
+			return err
+		}
+		log.Warn("disabled Debian's default nginx site: the panel's default server answers unknown hosts on port 80", "link", debianDefaultSite)
+	}
+	return nil
+}
