@@ -48,6 +48,13 @@ func printStatus(w io.Writer, v instances.View) {
 	for _, n := range st.Notes {
 		fmt.Fprintf(w, "Note: %s\n", escapeControls(n))
 	}
+	if h := v.Health; h != nil {
+		if h.Healthy {
+			fmt.Fprintf(w, "Health watch: healthy since %s\n", h.Since.Local().Format(time.DateTime))
+		} else {
+			fmt.Fprintf(w, "Health watch: UNHEALTHY since %s: %s (%s)\n", h.Since.Local().Format(time.DateTime), escapeControls(h.Reason), h.Action)
+		}
+	}
 	if v.LastError != "" {
 		fmt.Fprintf(w, "Last error: %s\n", escapeControls(v.LastError))
 	}

@@ -46,6 +46,8 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.reconcileLoop(rctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watchHealth(rctx) }()
 	// Creates still provisioning in the background are waited for too.
 	defer func() { cancel(); wg.Wait(); s.background.Wait(); s.refusals.Wait() }()
 	// retry is set while a re-read after lost events has yet to succeed.

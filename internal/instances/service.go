@@ -180,7 +180,9 @@ type View struct {
 	LastError string            `json:"last_error,omitempty"`
 	Spec      procmgr.SpecInput `json:"spec"`
 	Status    procmgr.Status    `json:"status"`
-	CreatedAt time.Time         `json:"created_at"`
+	// Health is the health watch's last verdict; nil before the first.
+	Health    *HealthState `json:"health,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
 	// Lost marks a view delivered to a subscriber that fell so far behind
 	// that earlier views were dropped: it lists every instance again.
 	Lost bool `json:"-"`
@@ -199,6 +201,8 @@ type entry struct {
 	// configStale: the spec changed while the instance was stopped; its
 	// config is written at its next start.
 	configStale bool
+	// health is the health watch's state of the instance.
+	health healthWatch
 }
 
 // Options configure a Service.
@@ -295,6 +299,7 @@ func (s *Service) viewLocked(e *entry) View {
 		LastError: e.row.LastError,
 		Spec:      e.spec.Input(),
 		Status:    e.status,
+		Health:    e.health.state,
 		CreatedAt: e.row.CreatedAt,
 	}
 }

@@ -25,6 +25,9 @@ type Health struct {
 	PingLatency time.Duration `json:"ping_latency_ns"`
 	// Pool is the pool's status page; nil when it could not be read.
 	Pool *PoolStatus `json:"pool,omitempty"`
+	// MasterStopped: the master is frozen (SIGSTOP), whatever its idle
+	// workers answer.
+	MasterStopped bool `json:"master_stopped,omitempty"`
 	// HTTP is the probe through the web server to the instance's primary
 	// domain; nil when the instance has no site.
 	HTTP      *HTTPProbe `json:"http,omitempty"`
@@ -267,6 +270,13 @@ func CheckInstanceHealth(ctx context.Context, socketPath string, masterPID int) 
 		return h
 	}
 	h.PingLatency = time.Since(start)
+	// Idle workers answer while their master is frozen, but nothing
+	// replaces a worker that ends, and an ondemand pool starts none.
+	if masterPID > 0 && ProcessStopped(masterPID) {
+		h.Reason = fmt.Sprintf("master process %d is stopped (SIGSTOP): its workers answer, but it starts no new one", masterPID)
+		h.MasterStopped = true
+		return h
+	}
 
 	statusBudget := max(time.Until(deadline), 0)
 	pool, err := fetchPoolStatus(ctx, socketPath, masterPID)

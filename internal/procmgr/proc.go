@@ -29,6 +29,20 @@ func ProcessAlive(pid int) bool {
 	return true
 }
 
+// ProcessStopped reports whether pid is stopped by a signal (SIGSTOP,
+// SIGTSTP) or a tracer: it runs nothing until it is continued.
+func ProcessStopped(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 || i+2 >= len(data) {
+		return false
+	}
+	return data[i+2] == 'T' || data[i+2] == 't'
+}
+
 // WaitProcessesGone waits until none of pids is alive, or ctx ends.
 func WaitProcessesGone(ctx context.Context, pids []int) error {
 	for _, pid := range pids {

@@ -3,6 +3,7 @@ package procmgr
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strconv"
 
@@ -74,7 +75,10 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 		p("pm.min_spare_servers", strconv.Itoa(s.Pool.MinSpareServers))
 		p("pm.max_spare_servers", strconv.Itoa(s.Pool.MaxSpareServers))
 	case PMOndemand:
-		p("pm.process_idle_timeout", "10s")
+		// 10 to 14 s, by instance: pools probed together must not see
+		// their idle workers expire together (seen here with 50 sites on
+		// 2 cores: many missed php-fpm's 1 s grace and were SIGKILLed).
+		p("pm.process_idle_timeout", strconv.Itoa(10+int(idHash(id)%5))+"s")
 	}
 	p("pm.max_requests", strconv.Itoa(s.Pool.MaxRequests))
 	p("request_terminate_timeout", strconv.Itoa(s.Pool.RequestTerminateTimeout())+"s")
@@ -118,6 +122,13 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 	p("php_admin_flag[display_errors]", "off")
 	p("php_admin_flag[expose_php]", "off")
 	return d
+}
+
+// idHash spreads instances over small ranges (idle timeouts).
+func idHash(id InstanceID) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return h.Sum32()
 }
 
 // RenderFPMConfig writes an instance's whole php-fpm master config under

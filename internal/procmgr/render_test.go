@@ -570,3 +570,24 @@ func TestRenderLimits(t *testing.T) {
 		}
 	}
 }
+
+// Idle timeouts of ondemand pools vary by instance, within 10 to 14 s, so
+// that pools probed together do not drop their workers together.
+func TestIdleTimeoutsVaryByInstance(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 40; i++ {
+		s := specMustParse(t, fmt.Sprintf("site-%d", i), procmgr.SpecInput{})
+		for _, d := range procmgr.FPMDirectives(procmgr.DefaultLayout(), s) {
+			if d.Key == "pm.process_idle_timeout" {
+				n, err := strconv.Atoi(strings.TrimSuffix(d.Value, "s"))
+				if err != nil || n < 10 || n > 14 {
+					t.Errorf("%s: pm.process_idle_timeout %q, want 10s to 14s", s.ID, d.Value)
+				}
+				seen[d.Value] = true
+			}
+		}
+	}
+	if len(seen) < 4 {
+		t.Errorf("40 instances share %d idle timeouts (%v), want them spread", len(seen), seen)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,9 @@ type Options struct {
 }
 
 type instance struct {
+	// unhealthy: the pool fails its health probe with this reason while
+	// running (SetUnhealthy).
+	unhealthy string
 	spec      procmgr.Spec
 	status    procmgr.Status
 	logs      []procmgr.LogLine
@@ -236,6 +240,17 @@ func (b *Backend) Crash(id procmgr.InstanceID) (procmgr.Status, error) {
 	b.publishLocked(in)
 	b.notifyLocked()
 	return in.status, nil
+}
+
+// SetUnhealthy makes a running instance's pool fail its health probe with
+// reason (one naming SIGSTOP reads as a frozen master) until the master is
+// killed or restarted; "" makes it healthy again.
+func (b *Backend) SetUnhealthy(id procmgr.InstanceID, reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if in, ok := b.insts[id]; ok {
+		in.unhealthy = reason
+	}
 }
 
 // CrashLoopEnd simulates a crash loop that hit the start limit: an event with
@@ -510,6 +525,9 @@ func (b *Backend) finishLocked(c Call, err error) error {
 }
 
 func (b *Backend) setStateLocked(in *instance, st procmgr.State) {
+	if st != procmgr.StateRunning {
+		in.unhealthy = "" // a new master, or none
+	}
 	in.status.State = st
 	in.status.Since = b.now()
 	in.status.ActiveState, in.status.SubState = activeState(st)
@@ -759,6 +777,18 @@ func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.S
 	if in.status.MainPID == 0 {
 		return b.finishLocked(c, fmt.Errorf("fakebackend: kill %s: no running master: %w", id, procmgr.ErrConflict))
 	}
+	if sig == procmgr.SigKILL && in.status.State == procmgr.StateRunning {
+		// As the real backends' restart policy does: the master dies and
+		// is started again (a crash).
+		in.unhealthy = ""
+		in.status.LastExit = &procmgr.ExitInfo{Result: "signal", Signal: "KILL"}
+		b.setStateLocked(in, procmgr.StateCrashLooping)
+		b.publishLocked(in)
+		in.status.Restarts++
+		b.setStateLocked(in, procmgr.StateRunning)
+		b.publishLocked(in)
+		b.notifyLocked()
+	}
 	return b.finishLocked(c, nil)
 }
 
@@ -828,7 +858,10 @@ func (b *Backend) Health(ctx context.Context, id procmgr.InstanceID) (procmgr.He
 		return procmgr.Health{}, b.finishLocked(c, notFound(OpHealth, id))
 	}
 	h := procmgr.Health{CheckedAt: b.now()}
-	if in.status.State == procmgr.StateRunning {
+	if in.status.State == procmgr.StateRunning && in.unhealthy != "" {
+		h.Reason = in.unhealthy
+		h.MasterStopped = strings.Contains(in.unhealthy, "SIGSTOP")
+	} else if in.status.State == procmgr.StateRunning {
 		h.Healthy = true
 		h.PingLatency = time.Millisecond
 		h.Pool = &procmgr.PoolStatus{Pool: string(id), ProcessManager: string(in.spec.Pool.PM), IdleProcesses: 1, TotalProcesses: 1}

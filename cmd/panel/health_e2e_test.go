@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
+)
+
+func TestFrozenMasterIsRestarted(t *testing.T) {
+	forEachBackend(t, testFrozenMasterIsRestarted)
+}
+
+// kill -STOP of a master: the health watch reports it unhealthy within 10 s
+// and, by the default policy, the instance is restarted and serving.
+func testFrozenMasterIsRestarted(t *testing.T, backend string) {
+	d := newDaemon(t, backend)
+	id := string(procmgrtest.NewID("frozen"))
+	pid := field(t, pidRe, d.must("create", id))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	start := time.Now()
+	var out string
+	for {
+		out, _ = d.panel("status", id)
+		if strings.Contains(out, "Health watch: UNHEALTHY") {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("not reported unhealthy within 10s of SIGSTOP:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	reported := time.Since(start)
+	if !strings.Contains(out, "SIGSTOP") || !strings.Contains(out, "restarted") {
+		t.Errorf("status while unhealthy:\n%s", out)
+	}
+	for {
+		out, _ = d.panel("status", id)
+		if p := field(t, pidRe, out); p != pid && p > 1 && strings.Contains(out, "State: running") {
+			if _, err := d.panel("health", id); err == nil {
+				break
+			}
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("not serving again within 15s of SIGSTOP:\n%s\ndaemon log:\n%s", out, d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%s: unhealthy after %s, serving again after %s", backend, reported.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if audit := d.must("audit", id); !strings.Contains(audit, "health-restart") {
+		t.Errorf("audit:\n%s", audit)
+	}
+}
