@@ -60,8 +60,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		t.Errorf("unknown verb: exit %d, stderr %q", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"status"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "takes one instance id") {
-		t.Errorf("status without id: exit %d, stderr %q", code, errb.String())
+	if code := run([]string{"stop"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "takes one instance id") {
+		t.Errorf("stop without id: exit %d, stderr %q", code, errb.String())
 	}
 }
 
