@@ -18,8 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/sitedb"
 	"github.com/ikabud/panel/internal/web"
 )
 
@@ -172,6 +174,7 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	socket := fs.String("socket", envOr("IKABUD_SOCKET", defaultSocket), "daemon socket")
 	asJSON := fs.Bool("json", false, "print JSON")
 	var sf specFlags
+	var site cms.Site
 	var all, follow, purge *bool
 	var signalName *string
 	var n *int
@@ -179,6 +182,9 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	case "create":
 		sf.bind(fs)
 		fs.StringVar(&sf.owner, "owner", "", "id of the customer user who owns the instance")
+		fs.StringVar(&site.Title, "site-title", "", "the CMS site's title (default: the instance id)")
+		fs.StringVar(&site.AdminUser, "admin-user", "", "the CMS's admin user (default admin); its password is generated and printed once")
+		fs.StringVar(&site.AdminEmail, "admin-email", "", "the CMS admin's e-mail (default admin@ the first domain)")
 	case "set":
 		sf.bind(fs)
 	case "start":
@@ -279,7 +285,7 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	var v instances.View
 	switch verb {
 	case "create":
-		req := instances.CreateRequest{ID: pos[0], Spec: sf.input()}
+		req := instances.CreateRequest{ID: pos[0], Spec: sf.input(), Site: site}
 		if sf.owner != "" {
 			o, err := strconv.ParseUint(sf.owner, 10, 32)
 			if err != nil {
@@ -293,6 +299,17 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Created %s\n", v.ID)
 		printStatus(stdout, v)
+		if in := v.Installed; in != nil {
+			if in.Database != "" {
+				fmt.Fprintf(stdout, "Database: %s (its password is in the instance's config, readable by the instance alone)\n", in.Database)
+			}
+			if in.AdminPassword != "" {
+				fmt.Fprintf(stdout, "%s admin: user %s, password %s (shown once)\n", v.CMS, in.AdminUser, in.AdminPassword)
+			}
+			if in.URL != "" {
+				fmt.Fprintf(stdout, "Sign in at: %s\n", in.URL)
+			}
+		}
 	case "set":
 		if err := c.do(ctx, "PATCH", base, sf.input(), &v); err != nil {
 			return err
@@ -340,12 +357,23 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 		if *purge {
 			q = "?purge=true"
 		}
+		// What it had, to say what is kept.
+		hadDB := false
+		if err := c.do(ctx, "GET", base, nil, &v); err == nil {
+			hadDB = cms.NeedsDatabase(procmgr.CMS(v.CMS))
+		}
 		if err := c.do(ctx, "DELETE", base+q, nil, nil); err != nil {
 			return err
 		}
-		if *purge {
+		switch {
+		case *purge && hadDB:
+			fmt.Fprintf(stdout, "Removed %s, its files, its database and its database user\n", pos[0])
+		case *purge:
 			fmt.Fprintf(stdout, "Removed %s and its files\n", pos[0])
-		} else {
+		case hadDB:
+			db, _ := sitedb.Names(procmgr.InstanceID(pos[0]))
+			fmt.Fprintf(stdout, "Removed %s (its files and its database %s are kept; --purge deletes them)\n", pos[0], db)
+		default:
 			fmt.Fprintf(stdout, "Removed %s (its files are kept; --purge deletes them)\n", pos[0])
 		}
 	}

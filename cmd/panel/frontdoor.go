@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/nginx"
 	"github.com/ikabud/panel/internal/procmgr/systemd"
+	"github.com/ikabud/panel/internal/sitedb"
 )
 
 // openFrontDoor sets nginx up to serve the instances' sites: under the
@@ -101,4 +104,33 @@ func installInclude(path string, m *nginx.Manager, ln nginx.Listen, log *slog.Lo
 		log.Warn("disabled Debian's default nginx site: the panel's default server answers unknown hosts on port 80", "link", debianDefaultSite)
 	}
 	return nil
+}
+
+// hostWarnings are problems of the host that every tenant could exploit,
+// found at start: reported in the log, /healthz and panel status.
+type hostWarnings struct {
+	mu   sync.Mutex
+	warn []string
+}
+
+// check looks for a database server root account that any local user can
+// log in to without a password.
+func (w *hostWarnings) check(ctx context.Context, socket string, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out []string
+	for _, way := range sitedb.OpenAdminLogins(cctx, socket) {
+		msg := "every instance's PHP can log in to MariaDB as " + way + " and read every site's database: give root a password or unix_socket authentication only"
+		log.Error(msg, "action", "check-database")
+		out = append(out, msg)
+	}
+	w.mu.Lock()
+	w.warn = out
+	w.mu.Unlock()
+}
+
+func (w *hostWarnings) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.warn...)
 }

@@ -128,6 +128,7 @@ type panelHealth struct {
 	Backend   string                    `json:"backend"`
 	Version   string                    `json:"version"`
 	WebServer instances.WebServerStatus `json:"web_server"`
+	Warnings  []string                  `json:"warnings"`
 }
 
 func printPanelHealth(w io.Writer, h panelHealth) {
@@ -140,5 +141,8 @@ func printPanelHealth(w io.Writer, h panelHealth) {
 		fmt.Fprintf(w, "Web server: up (%s)\n", h.WebServer.Detail)
 	default:
 		fmt.Fprintf(w, "Web server: DOWN (%s)\n", h.WebServer.Detail)
+	}
+	for _, warn := range h.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", escapeControls(warn))
 	}
 }

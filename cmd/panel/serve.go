@@ -22,11 +22,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/nginx"
 	"github.com/ikabud/panel/internal/procmgr/supervise"
 	"github.com/ikabud/panel/internal/procmgr/systemd"
+	"github.com/ikabud/panel/internal/sitedb"
 	"github.com/ikabud/panel/internal/store"
 	"github.com/ikabud/panel/internal/web"
 	"github.com/ikabud/panel/internal/web/live"
@@ -63,6 +65,10 @@ type serveConfig struct {
 	nginxUnit    string
 	nginxConf    string
 	nginxInclude string
+	// dbAdmin reaches the database server that instances get their
+	// databases on; "none": no database server.
+	dbAdmin     string
+	dbAdminFile string
 }
 
 func parseServe(args []string) (serveConfig, error) {
@@ -92,6 +98,8 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.nginxUnit, "nginx-unit", envOr("IKABUD_NGINX_UNIT", "nginx.service"), "the nginx unit under systemd")
 	fs.StringVar(&cfg.nginxConf, "nginx-conf", envOr("IKABUD_NGINX_CONF", "/etc/nginx/nginx.conf"), "the main config of the nginx unit (systemd), which must include --nginx-include inside http {}")
 	fs.StringVar(&cfg.nginxInclude, "nginx-include", envOr("IKABUD_NGINX_INCLUDE", "/etc/nginx/conf.d/ikabud.conf"), "the file the panel writes for the nginx unit's config to include (Debian's nginx.conf includes conf.d/*.conf)")
+	fs.StringVar(&cfg.dbAdmin, "db-admin", envOr("IKABUD_DB_ADMIN", sitedb.DefaultAdminDSN), "the MariaDB account that creates instances' databases and users (a password belongs in IKABUD_DB_ADMIN or --db-admin-file), or none")
+	fs.StringVar(&cfg.dbAdminFile, "db-admin-file", envOr("IKABUD_DB_ADMIN_FILE", ""), "read --db-admin from this root-only file")
 	fs.StringVar(&cfg.layout.UnitPrefix, "unit-prefix", envOr("IKABUD_UNIT_PREFIX", d.UnitPrefix), "name of the template unit (<prefix>@.service)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -101,6 +109,9 @@ func parseServe(args []string) (serveConfig, error) {
 		return cfg, fmt.Errorf("%w: serve takes no arguments (got %q)", errUsage, pos)
 	}
 	if err := resolveDSN(&cfg, args); err != nil {
+		return cfg, err
+	}
+	if cfg.dbAdmin, err = secretFromFlags("db-admin", cfg.dbAdmin, cfg.dbAdminFile, args); err != nil {
 		return cfg, err
 	}
 	if err := cfg.layout.Validate(); err != nil {
@@ -148,24 +159,31 @@ func resolveDSN(cfg *serveConfig, args []string) error {
 // migrate, user add): from --db-file when given, else --db / IKABUD_DB,
 // refusing a password given on the command line.
 func dbFromFlags(db, dbFile string, args []string) (string, error) {
+	return secretFromFlags("db", db, dbFile, args)
+}
+
+// secretFromFlags reads a DSN flag (--NAME, or --NAME-file), refusing a
+// password given on the command line.
+func secretFromFlags(name, db, dbFile string, args []string) (string, error) {
 	if dbFile != "" {
 		fi, err := os.Stat(dbFile)
 		if err != nil {
 			return "", fmt.Errorf("--db-file: %w", err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return "", fmt.Errorf("--db-file %s is readable by others (mode %v): chmod 600 it", dbFile, fi.Mode().Perm())
+			return "", fmt.Errorf("--%s-file %s is readable by others (mode %v): chmod 600 it", name, dbFile, fi.Mode().Perm())
 		}
 		data, err := os.ReadFile(dbFile)
 		if err != nil {
-			return "", fmt.Errorf("--db-file: %w", err)
+			return "", fmt.Errorf("--%s-file: %w", name, err)
 		}
 		return strings.TrimSpace(string(data)), nil
 	}
 	for _, a := range args {
-		if strings.HasPrefix(a, "--db=") || strings.HasPrefix(a, "-db=") || a == "--db" || a == "-db" {
-			if dsnPasswordRe.MatchString(db) {
-				return "", fmt.Errorf("%w: --db carries a password, which every local user can read in the process list; put the DSN in IKABUD_DB (an EnvironmentFile= of mode 0600) or in a file given with --db-file", errUsage)
+		if strings.HasPrefix(a, "--"+name+"=") || strings.HasPrefix(a, "-"+name+"=") || a == "--"+name || a == "-"+name {
+			if dsnPasswordRe.MatchString(db) || dsnPasswordRe.MatchString("mysql://"+db) {
+				return "", fmt.Errorf("%w: --%s carries a password, which every local user can read in the process list; put the DSN in %s (an EnvironmentFile= of mode 0600) or in a file given with --%s-file",
+					errUsage, name, "IKABUD_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")), name)
 			}
 		}
 	}
@@ -322,13 +340,28 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		defer closeFront()
 		front = m
 	}
-	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log, FrontDoor: front})
+	var dbAdmin *sitedb.Admin
+	var warnings hostWarnings
+	if cfg.dbAdmin != "none" {
+		if dbAdmin, err = sitedb.Open(cfg.dbAdmin); err != nil {
+			return err
+		}
+		defer dbAdmin.Close()
+		warnings.check(ctx, dbAdmin.Socket(), log)
+	}
+	var installer instances.Installer
+	if dbAdmin != nil {
+		installer = cms.New(cms.Options{Layout: cfg.layout, DB: dbAdmin, Log: log})
+	} else {
+		installer = cms.New(cms.Options{Layout: cfg.layout, Log: log})
+	}
+	svc := instances.New(db, backend, instances.Options{Layout: cfg.layout, Log: log, FrontDoor: front, Installer: installer})
 	trusted, err := parseTrusted(cfg.trusted)
 	if err != nil {
 		return err
 	}
 	srv, err := web.New(web.Options{Instances: svc, Accounts: authSvc, Log: log, Version: version,
-		PublicURL: cfg.publicURL, ListenAddr: cfg.listen, TrustedProxies: trusted})
+		PublicURL: cfg.publicURL, ListenAddr: cfg.listen, TrustedProxies: trusted, Warnings: warnings.list})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/store"
 )
@@ -18,6 +19,9 @@ type CreateRequest struct {
 	ID      string            `json:"id"`
 	OwnerID *uint             `json:"owner_id,omitempty"`
 	Spec    procmgr.SpecInput `json:"spec"`
+	// Site is what the CMS's installer is told (title, admin user and
+	// e-mail); empty fields take defaults.
+	Site cms.Site `json:"site"`
 }
 
 // mapBackendErr turns backend errors into the domain's sentinels, keeping
@@ -79,6 +83,10 @@ func (s *Service) beginCreate(ctx context.Context, p auth.Principal, req CreateR
 	if err != nil {
 		return nil, err
 	}
+	site, err := cms.ParseSite(req.Site, spec)
+	if err != nil {
+		return nil, err
+	}
 	id := spec.ID
 	specJSON, err := procmgr.MarshalSpec(spec)
 	if err != nil {
@@ -136,12 +144,12 @@ func (s *Service) beginCreate(ctx context.Context, p auth.Principal, req CreateR
 		defer cancel()
 		defer s.release(id, unlock)
 		defer func() { s.audit(p, "create", id, err, "") }()
-		return s.provisionNew(bctx, id, spec)
+		return s.provisionNew(bctx, id, spec, site)
 	}, nil
 }
 
 // provisionNew is the second half of a create: the backend's part.
-func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec procmgr.Spec) (View, error) {
+func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec procmgr.Spec, site cms.Site) (View, error) {
 	// An instance the host has but the database does not (a restored
 	// backup, a second panel) is not adopted by a create: its rollback
 	// would remove what it did not make.
@@ -158,6 +166,10 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 		return View{}, err
 	}
 	st, perr := s.backend.Provision(bctx, spec)
+	var installed cms.Result
+	if perr == nil {
+		installed, perr = s.install(bctx, spec, site)
+	}
 	if perr == nil {
 		perr = s.publishSite(bctx, spec)
 	}
@@ -176,7 +188,19 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 		return View{}, fmt.Errorf("%w (the instance runs; the panel records it as ready when the database answers)", err)
 	}
 	s.setStatus(st)
-	return s.viewOf(id)
+	v, err := s.viewOf(id)
+	if installed != (cms.Result{}) {
+		v.Installed = &installed
+	}
+	return v, err
+}
+
+// install runs the CMS installer, if there is one.
+func (s *Service) install(ctx context.Context, spec procmgr.Spec, site cms.Site) (cms.Result, error) {
+	if s.installer == nil {
+		return cms.Result{}, nil
+	}
+	return s.installer.Install(ctx, spec, site)
 }
 
 // rollbackCreate removes what a failed create left: the backend's part
@@ -185,6 +209,11 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
 	if err := s.withdrawSite(ctx, id); err != nil {
 		s.log.Error("rollback: withdraw site", "instance", string(id), "action", "create", "err", err)
+	}
+	if _, spec, _, _, ok := s.entryOf(id); ok && s.installer != nil {
+		if _, err := s.installer.Remove(ctx, id, spec.CMS, true); err != nil {
+			s.log.Error("rollback: drop database", "instance", string(id), "action", "create", "err", err)
+		}
 	}
 	// Purged: an instance that never became ready holds only what its own
 	// provisioning made, and a kept tree would refuse every later create
@@ -551,7 +580,8 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 		return err
 	}
 	defer release()
-	if _, _, _, _, ok := s.entryOf(id); !ok {
+	_, spec, _, _, ok := s.entryOf(id)
+	if !ok {
 		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
 	}
 	bctx, cancel := detached(ctx)
@@ -572,6 +602,12 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 	if err := s.backend.Deprovision(bctx, id, purge); err != nil {
 		s.recordError(bctx, id, err)
 		return mapBackendErr(err)
+	}
+	if s.installer != nil {
+		if _, err := s.installer.Remove(bctx, id, spec.CMS, purge); err != nil {
+			s.recordError(bctx, id, err)
+			return err
+		}
 	}
 	if err := s.store.DeleteInstance(bctx, string(id)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("instances: delete record of %s: %w", id, err)

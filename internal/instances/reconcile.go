@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/store"
 )
@@ -238,7 +239,18 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 	p := reconcilerActor
 	switch row.Phase {
 	case PhaseProvisioning:
+		if s.installer != nil && cms.HasInstaller(spec.CMS) {
+			// The CMS's admin login was to be shown to the person who
+			// asked, who is gone: made again, nobody would know it.
+			err := errors.New("the panel stopped while installing " + string(spec.CMS) + "; create it again")
+			s.audit(p, "rollback-create", id, err, "")
+			s.rollbackCreate(bctx, id, err)
+			return
+		}
 		st, err := s.backend.Provision(bctx, spec)
+		if err == nil {
+			_, err = s.install(bctx, spec, cms.Site{Title: string(spec.ID), AdminUser: "admin", AdminEmail: "admin@example.invalid"})
+		}
 		if err == nil {
 			err = s.publishSite(bctx, spec)
 		}
@@ -258,6 +270,9 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		err := s.withdrawSite(bctx, id)
 		if err == nil {
 			err = s.backend.Deprovision(bctx, id, purge)
+		}
+		if err == nil && s.installer != nil {
+			_, err = s.installer.Remove(bctx, id, spec.CMS, purge)
 		}
 		if err == nil {
 			err = s.store.DeleteInstance(bctx, string(id))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/coalesce"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/store"
@@ -119,6 +120,18 @@ type FrontDoor interface {
 	Up(ctx context.Context) (bool, string)
 }
 
+// Installer puts a CMS into a new instance and takes its database away
+// with it (internal/cms).
+type Installer interface {
+	// Install puts spec's CMS into the instance, whose pool runs. An
+	// instance with files already is left as it is. A failure undoes what
+	// the call made and names the step.
+	Install(ctx context.Context, spec procmgr.Spec, site cms.Site) (cms.Result, error)
+	// Remove drops the instance's database when purge; without it the
+	// database is kept, and kept says so.
+	Remove(ctx context.Context, id procmgr.InstanceID, c procmgr.CMS, purge bool) (kept string, err error)
+}
+
 // WebServerStatus is the front door as /healthz and `panel status` show it.
 type WebServerStatus struct {
 	// Managed is false when the panel runs no web server (--http-listen
@@ -181,8 +194,12 @@ type View struct {
 	Spec      procmgr.SpecInput `json:"spec"`
 	Status    procmgr.Status    `json:"status"`
 	// Health is the health watch's last verdict; nil before the first.
-	Health    *HealthState `json:"health,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
+	Health *HealthState `json:"health,omitempty"`
+	// Installed is what the create's CMS install made that is shown once
+	// (the CMS's admin login); only in the answer to the create.
+	Installed *cms.Result `json:"installed,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
 	// Lost marks a view delivered to a subscriber that fell so far behind
 	// that earlier views were dropped: it lists every instance again.
 	Lost bool `json:"-"`
@@ -210,6 +227,8 @@ type Options struct {
 	Layout procmgr.Layout
 	// FrontDoor publishes sites; nil: the panel manages no web server.
 	FrontDoor FrontDoor
+	// Installer installs CMSs; nil: instances get an empty tree.
+	Installer Installer
 	Log       *slog.Logger
 	Now       func() time.Time
 }
@@ -244,7 +263,8 @@ type Service struct {
 	refusing     atomic.Int64 // the same count, for WaitIdle
 	refusalSlots chan struct{}
 
-	front FrontDoor
+	front     FrontDoor
+	installer Installer
 	// claims are domains reserved by a create or a set in flight, so two
 	// of them cannot take one domain at once.
 	claims map[procmgr.Domain]procmgr.InstanceID
@@ -273,6 +293,7 @@ func New(st Store, b Backend, opt Options) *Service {
 		now:          now,
 		entries:      map[procmgr.InstanceID]*entry{},
 		front:        opt.FrontDoor,
+		installer:    opt.Installer,
 		claims:       map[procmgr.Domain]procmgr.InstanceID{},
 		refusalSlots: make(chan struct{}, maxRefusalWrites),
 		started:      make(chan struct{}),

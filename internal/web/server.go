@@ -75,6 +75,9 @@ type Options struct {
 	// TrustedProxies may set X-Forwarded-For and X-Forwarded-Proto; no one
 	// else's headers choose the client address or the scheme.
 	TrustedProxies []netip.Prefix
+	// Warnings are the host's problems the panel found (a database server
+	// any tenant can log in to as root), for /healthz; nil: none.
+	Warnings func() []string
 }
 
 type ctxKey int
@@ -106,8 +109,12 @@ func New(opt Options) (*Server, error) {
 	e.Use(s.securityHeaders)
 
 	e.GET("/healthz", func(c echo.Context) error {
+		var warnings []string
+		if opt.Warnings != nil {
+			warnings = opt.Warnings()
+		}
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "backend": s.svc.BackendName(), "version": opt.Version,
-			"web_server": s.svc.WebServer(c.Request().Context())})
+			"web_server": s.svc.WebServer(c.Request().Context()), "warnings": warnings})
 	})
 	e.GET("/api/v1/openapi.json", serveOpenAPI)
 	api := e.Group("/api/v1", s.authenticateAPI)
