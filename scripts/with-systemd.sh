@@ -151,6 +151,16 @@ stage2() {
 		mount -t tmpfs -o mode=2755,size=10% ikabud-journal /var/log/journal
 		chgrp systemd-journal /var/log/journal 2>/dev/null || true
 	fi
+	# systemd mounts a fresh /run; MariaDB's socket directory is the host's, and instances (and tests) inside reach
+	# the server through it, as on a production host. /run is mounted here, with the socket directory in it, so
+	# that systemd keeps it.
+	if [[ -d /run/mysqld ]]; then
+		mkdir -p "$state/mysqld"
+		mount --bind /run/mysqld "$state/mysqld"
+		mount -t tmpfs -o mode=0755,nosuid,nodev,size=20% ikabud-run /run
+		mkdir -p /run/mysqld
+		mount --move "$state/mysqld" /run/mysqld
+	fi
 	local i
 	for ((i = 0; i < 200; i++)); do
 		[[ -e $state/go ]] && break

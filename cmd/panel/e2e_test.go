@@ -210,7 +210,7 @@ func TestTourCreateKillStopStartSetRemove(t *testing.T) {
 func testTour(t *testing.T, backend string) {
 	d := newDaemon(t, backend)
 	id := string(procmgrtest.NewID("wp"))
-	out := d.must("create", id, "--cms", "wordpress")
+	out := d.must("create", id, "--cms", "wordpress", "--domain", id+".example.test")
 	pid := field(t, pidRe, out)
 	if pid <= 1 {
 		t.Fatalf("create printed PID %d", pid)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -22,23 +21,20 @@ import (
 // port) serves the instances' sites.
 func sitesDaemon(t *testing.T, backend string) (*daemon, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	d := newDaemonOn(t, backend, "127.0.0.1:0", "--http-listen", addr, "--nginx", "supervise")
-	t.Cleanup(func() {
-		// The supervised nginx outlives the panel by design; the test's
-		// must not.
-		if data, err := os.ReadFile(filepath.Join(d.layout.RuntimeRoot, "nginx.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
-				killGroup(pid)
-			}
-		}
-	})
+	t.Cleanup(func() { stopSupervisedNginx(d) })
 	return d, addr
+}
+
+// stopSupervisedNginx ends the daemon's nginx: it outlives the panel by
+// design, the test's must not.
+func stopSupervisedNginx(d *daemon) {
+	if data, err := os.ReadFile(filepath.Join(d.layout.RuntimeRoot, "nginx.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+			killGroup(pid)
+		}
+	}
 }
 
 // visit asks nginx at addr for path on host, as a visitor would.

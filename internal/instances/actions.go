@@ -83,9 +83,13 @@ func (s *Service) beginCreate(ctx context.Context, p auth.Principal, req CreateR
 	if err != nil {
 		return nil, err
 	}
-	site, err := cms.ParseSite(req.Site, spec)
-	if err != nil {
-		return nil, err
+	site := req.Site
+	if s.installer != nil {
+		// Without an installer the CMS is a label, and the site's inputs
+		// are not used.
+		if site, err = cms.ParseSite(req.Site, spec); err != nil {
+			return nil, err
+		}
 	}
 	id := spec.ID
 	specJSON, err := procmgr.MarshalSpec(spec)

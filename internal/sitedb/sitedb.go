@@ -152,7 +152,7 @@ func password() (string, error) {
 // included) could log in to the server with every privilege, without
 // knowing a password: root with an empty password over TCP at 127.0.0.1,
 // or over the socket as an unprivileged user (an "unix_socket OR
-// mysql_native_password ''" root). Each entry names the way.
+// mysql_native_password ”" root). Each entry names the way.
 func OpenAdminLogins(ctx context.Context, socket string) []string {
 	var open []string
 	// Over TCP: the panel's own process can try, since no socket

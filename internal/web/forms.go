@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/web/viewmodel"
@@ -26,6 +27,7 @@ type specField struct {
 var specFields = []specField{
 	{"cms", "CMS", "", "select", func(s *procmgr.SpecInput) *string { return &s.CMS }, "Site"},
 	{"php", "PHP version", "", "select", func(s *procmgr.SpecInput) *string { return &s.PHP }, "Site"},
+	{"on_unhealthy", "When unhealthy", "restart: the panel restarts a pool that stops answering; alert: it only reports it", "select", func(s *procmgr.SpecInput) *string { return &s.OnUnhealthy }, "Site"},
 	{"pm", "Process manager", "ondemand starts workers when requests come", "select", func(s *procmgr.SpecInput) *string { return &s.PM }, "Pool"},
 	{"max_children", "Max children", "1 to 1000 workers", "text", func(s *procmgr.SpecInput) *string { return &s.MaxChildren }, "Pool"},
 	{"start_servers", "Start servers", "dynamic pools", "text", func(s *procmgr.SpecInput) *string { return &s.StartServers }, "Pool"},
@@ -33,7 +35,7 @@ var specFields = []specField{
 	{"max_spare_servers", "Max spare servers", "dynamic pools", "text", func(s *procmgr.SpecInput) *string { return &s.MaxSpareServers }, "Pool"},
 	{"max_requests", "Max requests per worker", "0 to 1000000; 0 never recycles", "text", func(s *procmgr.SpecInput) *string { return &s.MaxRequests }, "Pool"},
 	{"memory_limit", "PHP memory_limit", "16M to 64G, at most the memory limit", "text", func(s *procmgr.SpecInput) *string { return &s.MemoryLimit }, "PHP"},
-	{"max_execution_time", "Max execution time (s)", "0 to 86400", "text", func(s *procmgr.SpecInput) *string { return &s.MaxExecutionTime }, "PHP"},
+	{"max_execution_time", "Max execution time (s)", "1 to 86400; a request is ended 10 s after it", "text", func(s *procmgr.SpecInput) *string { return &s.MaxExecutionTime }, "PHP"},
 	{"upload_max", "Upload limit", "1K to 16G", "text", func(s *procmgr.SpecInput) *string { return &s.UploadMax }, "PHP"},
 	{"memory_max", "Memory limit", "32M to 1T (systemd MemoryMax)", "text", func(s *procmgr.SpecInput) *string { return &s.MemoryMax }, "Limits"},
 	{"cpu_quota", "CPU quota", "1% to 100000% of one CPU", "text", func(s *procmgr.SpecInput) *string { return &s.CPUQuota }, "Limits"},
@@ -50,7 +52,14 @@ func readSpecForm(c echo.Context) procmgr.SpecInput {
 		*f.get(&in) = strings.TrimSpace(c.FormValue(f.name))
 	}
 	in.Env = parseEnvLines(c.FormValue("env"))
+	in.Domains = strings.Fields(strings.ReplaceAll(c.FormValue("domains"), ",", " "))
 	return in
+}
+
+// readSiteForm reads the CMS installer's fields of the create form.
+func readSiteForm(c echo.Context) cms.Site {
+	return cms.Site{Title: strings.TrimSpace(c.FormValue("site_title")), AdminUser: strings.TrimSpace(c.FormValue("admin_user")),
+		AdminEmail: strings.TrimSpace(c.FormValue("admin_email"))}
 }
 
 // parseEnvLines reads the env text area: one KEY=VALUE a line, blank lines
@@ -93,7 +102,7 @@ func add(m map[string]string, k, v string) {
 
 // instanceForm builds the form's model from the values entered (or the
 // current ones) and the rules they broke.
-func instanceForm(page viewmodel.Page, editing bool, id, ownerID string, in procmgr.SpecInput, errs map[string]string,
+func instanceForm(page viewmodel.Page, editing bool, id, ownerID string, in procmgr.SpecInput, siteIn cms.Site, errs map[string]string,
 	php []string, owners []auth.UserView) viewmodel.InstanceForm {
 	m := viewmodel.InstanceForm{Page: page, Editing: editing, ID: id}
 	if editing {
@@ -115,6 +124,8 @@ func instanceForm(page viewmodel.Page, editing bool, id, ownerID string, in proc
 		ownerOpts = append(ownerOpts, viewmodel.Option{Value: strconv.FormatUint(uint64(u.ID), 10), Label: u.Name + " (" + string(u.Role) + ")"})
 	}
 	site.Fields = append(site.Fields, viewmodel.Field{Name: "owner_id", Label: "Owner", Value: ownerID, Error: errs["owner_id"], Kind: "select", Options: ownerOpts})
+	site.Fields = append(site.Fields, viewmodel.Field{Name: "domains", Label: "Domains", Value: strings.Join(in.Domains, "\n"), Error: errs["domains"], Kind: "textarea",
+		Help: "one a line, the first is the site's main name; lowercase, international names in punycode (xn--…); wordpress needs one"})
 	for _, f := range specFields {
 		fld := viewmodel.Field{Name: f.name, Label: f.label, Value: *f.get(&in), Error: errs[f.name], Help: f.help, Kind: f.kind}
 		if !editing && fld.Value == "" {
@@ -130,8 +141,16 @@ func instanceForm(page viewmodel.Page, editing bool, id, ownerID string, in proc
 			}
 		case "pm":
 			fld.Options = options("ondemand", "dynamic", "static")
+		case "on_unhealthy":
+			fld.Options = options("restart", "alert")
 		}
 		groups[f.group].Fields = append(groups[f.group].Fields, fld)
+	}
+	if !editing {
+		site.Fields = append(site.Fields,
+			viewmodel.Field{Name: "site_title", Label: "Site title", Value: siteIn.Title, Error: errs["site_title"], Kind: "text", Help: "wordpress and dokuwiki; default: the instance id"},
+			viewmodel.Field{Name: "admin_user", Label: "CMS admin user", Value: siteIn.AdminUser, Error: errs["admin_user"], Kind: "text", Help: "default admin; its password is shown once"},
+			viewmodel.Field{Name: "admin_email", Label: "CMS admin e-mail", Value: siteIn.AdminEmail, Error: errs["admin_email"], Kind: "text", Help: "default admin@ the first domain"})
 	}
 	groups["Environment"].Fields = []viewmodel.Field{{Name: "env", Label: "Environment variables", Value: strings.Join(in.Env, "\n"),
 		Error: errs["env"], Kind: "textarea", Help: "one KEY=VALUE a line; at most 32"}}
@@ -175,7 +194,11 @@ func settingsOf(v instances.View) []viewmodel.KV {
 	if env == "" {
 		env = "none"
 	}
-	return append(out, viewmodel.KV{Label: "Environment", Value: env, Mono: true})
+	domains := strings.Join(v.Spec.Domains, " ")
+	if domains == "" {
+		domains = "none (no site is published)"
+	}
+	return append([]viewmodel.KV{{Label: "Domains", Value: domains, Mono: true}}, append(out, viewmodel.KV{Label: "Environment", Value: env, Mono: true})...)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

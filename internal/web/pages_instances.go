@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/cms"
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/web/live"
@@ -58,6 +59,9 @@ func (h instancePages) show(c echo.Context) error {
 	}
 	m := viewmodel.InstancePage{Page: h.s.pageFor(c, v.ID, "dashboard"), Settings: settingsOf(v),
 		Signals: []string{"TERM", "KILL", "HUP", "USR1", "USR2", "INT", "QUIT"}, LogLines: 2000, Owner: "nobody"}
+	if shot, ok := h.s.shots.take(p, c.QueryParam("shown")); ok {
+		m.Installed = &viewmodel.InstalledLogin{CMS: shot["cms"], User: shot["user"], Password: shot["password"], URL: shot["url"]}
+	}
 	if v.OwnerID != nil && *v.OwnerID == p.UserID {
 		m.Owner = p.Name + " (you)"
 	} else if v.OwnerID != nil {
@@ -173,7 +177,7 @@ func (h instancePages) newForm(c echo.Context) error {
 	if err := requireManage(c); err != nil {
 		return err
 	}
-	m := instanceForm(h.s.pageFor(c, "New instance", "new"), false, "", "", procmgr.SpecInput{}, nil, h.s.svc.InstalledPHP(), h.owners(c))
+	m := instanceForm(h.s.pageFor(c, "New instance", "new"), false, "", "", procmgr.SpecInput{}, cms.Site{}, nil, h.s.svc.InstalledPHP(), h.owners(c))
 	return render(c, http.StatusOK, pages.InstanceForm(m))
 }
 
@@ -184,8 +188,9 @@ func (h instancePages) create(c echo.Context) error {
 	id := strings.TrimSpace(c.FormValue("id"))
 	ownerRaw := c.FormValue("owner_id")
 	in := readSpecForm(c)
+	site := readSiteForm(c)
 	refuse := func(errs map[string]string) error {
-		m := instanceForm(h.s.pageFor(c, "New instance", "new"), false, id, ownerRaw, in, errs, h.s.svc.InstalledPHP(), h.owners(c))
+		m := instanceForm(h.s.pageFor(c, "New instance", "new"), false, id, ownerRaw, in, site, errs, h.s.svc.InstalledPHP(), h.owners(c))
 		return render(c, http.StatusUnprocessableEntity, pages.InstanceForm(m))
 	}
 	owner, err := parseOwner(ownerRaw)
@@ -193,7 +198,15 @@ func (h instancePages) create(c echo.Context) error {
 		errs, _ := fieldErrors(err)
 		return refuse(errs)
 	}
-	v, err := h.s.svc.BeginCreate(c.Request().Context(), principal(c), instances.CreateRequest{ID: id, OwnerID: owner, Spec: in})
+	req := instances.CreateRequest{ID: id, OwnerID: owner, Spec: in, Site: site}
+	// A CMS whose installer makes an admin login is created while the
+	// browser waits (a second or two), so that the login can be shown
+	// once; the rest provision in the background, followed live.
+	create := h.s.svc.BeginCreate
+	if cms.HasInstaller(procmgr.CMS(in.CMS)) {
+		create = h.s.svc.Create
+	}
+	v, err := create(c.Request().Context(), principal(c), req)
 	if errs, ok := fieldErrors(err); ok {
 		return refuse(errs)
 	}
@@ -202,6 +215,10 @@ func (h instancePages) create(c echo.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if in := v.Installed; in != nil && in.AdminPassword != "" {
+		key := h.s.shots.put(principal(c), map[string]string{"cms": v.CMS, "user": in.AdminUser, "password": in.AdminPassword, "url": in.URL})
+		return c.Redirect(http.StatusSeeOther, "/instances/"+v.ID+"?shown="+key)
 	}
 	return c.Redirect(http.StatusSeeOther, "/instances/"+v.ID)
 }
@@ -215,7 +232,7 @@ func (h instancePages) editForm(c echo.Context) error {
 	if err := requireManage(c); err != nil {
 		return err
 	}
-	m := instanceForm(h.s.pageFor(c, "Settings of "+v.ID, "dashboard"), true, v.ID, ownerValue(v.OwnerID), v.Spec, nil, h.s.svc.InstalledPHP(), h.owners(c))
+	m := instanceForm(h.s.pageFor(c, "Settings of "+v.ID, "dashboard"), true, v.ID, ownerValue(v.OwnerID), v.Spec, cms.Site{}, nil, h.s.svc.InstalledPHP(), h.owners(c))
 	return render(c, http.StatusOK, pages.InstanceForm(m))
 }
 
@@ -250,7 +267,7 @@ func (h instancePages) edit(c echo.Context) error {
 	ownerRaw := c.FormValue("owner_id")
 	in := readSpecForm(c)
 	refuse := func(errs map[string]string) error {
-		m := instanceForm(h.s.pageFor(c, "Settings of "+v.ID, "dashboard"), true, v.ID, ownerRaw, in, errs, h.s.svc.InstalledPHP(), h.owners(c))
+		m := instanceForm(h.s.pageFor(c, "Settings of "+v.ID, "dashboard"), true, v.ID, ownerRaw, in, cms.Site{}, errs, h.s.svc.InstalledPHP(), h.owners(c))
 		return render(c, http.StatusUnprocessableEntity, pages.InstanceForm(m))
 	}
 	owner, err := parseOwner(ownerRaw)
@@ -262,9 +279,13 @@ func (h instancePages) edit(c echo.Context) error {
 		errs, _ := fieldErrors(err)
 		return refuse(errs)
 	}
-	// An env left empty in the form clears it; the API's PATCH keeps it.
+	// An env or domain list left empty in the form clears it; the API's
+	// PATCH keeps it.
 	if len(in.Env) == 0 && len(v.Spec.Env) > 0 {
 		in.Env = []string{}
+	}
+	if len(in.Domains) == 0 && len(v.Spec.Domains) > 0 {
+		in.Domains = []string{}
 	}
 	if _, err := h.s.svc.Set(ctx, p, v.ID, in); err != nil {
 		if errs, ok := fieldErrors(err); ok {

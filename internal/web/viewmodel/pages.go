@@ -83,6 +83,14 @@ type InstancePage struct {
 	Signals     []string
 	Owner       string
 	LogLines    int // how many lines the log panel keeps
+	// Installed is the CMS admin login the create made, on the one view
+	// the create redirects to; nil otherwise.
+	Installed *InstalledLogin
+}
+
+// InstalledLogin is a new CMS's admin login, shown once.
+type InstalledLogin struct {
+	CMS, User, Password, URL string
 }
 
 // Field is one input of a form, with the value entered and the rule it broke.
