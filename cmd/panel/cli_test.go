@@ -82,6 +82,13 @@ func TestDSNPasswordRefusedOnCommandLine(t *testing.T) {
 	if _, err := parseServe([]string{"--db", "mysql://ikabud@tcp(127.0.0.1:3306)/ikabud"}); err != nil {
 		t.Errorf("a DSN without a password: %v", err)
 	}
+	// --db-admin follows the same rules, with or without the scheme.
+	if _, err := parseServe([]string{"--db-admin", "root:s3cret@unix(/run/mysqld/mysqld.sock)/"}); err == nil || !strings.Contains(err.Error(), "IKABUD_DB_ADMIN") {
+		t.Errorf("a password in --db-admin: %v, want it refused", err)
+	}
+	if _, err := parseServe([]string{"--db-admin", "root@unix(/run/mysqld/mysqld.sock)/"}); err != nil {
+		t.Errorf("--db-admin without a password: %v", err)
+	}
 	t.Setenv("IKABUD_DB", "mysql://ikabud:s3cret@tcp(127.0.0.1:3306)/ikabud")
 	cfg, err := parseServe(nil)
 	if err != nil || cfg.db != "mysql://ikabud:s3cret@tcp(127.0.0.1:3306)/ikabud" {

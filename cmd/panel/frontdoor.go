@@ -69,7 +69,7 @@ func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backe
 		}
 		main := nginx.RenderMain(nginx.MainOptions{HTTPConf: m.LiveHTTPConf(), WebUser: cfg.layout.WebUser,
 			PIDFile: filepath.Join(cfg.layout.RuntimeRoot, "nginx.pid"), ErrorLog: "/var/log/" + cfg.layout.UnitPrefix + "/nginx-error.log"})
-		if _, err := procmgr.WriteFileAtomic(filepath.Join(cfg.layout.ConfigRoot, "nginx", "nginx.conf"), main, 0, 0, 0o644); err != nil {
+		if _, err := procmgr.WriteFileAtomic(filepath.Join(cfg.layout.ConfigRoot, "nginx", "nginx.conf"), main, 0, 0, 0o600); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -181,7 +181,7 @@ func secretFromFlags(name, db, dbFile string, args []string) (string, error) {
 	}
 	for _, a := range args {
 		if strings.HasPrefix(a, "--"+name+"=") || strings.HasPrefix(a, "-"+name+"=") || a == "--"+name || a == "-"+name {
-			if dsnPasswordRe.MatchString(db) || dsnPasswordRe.MatchString("mysql://"+db) {
+			if dsnPasswordRe.MatchString("mysql://" + strings.TrimPrefix(db, "mysql://")) {
 				return "", fmt.Errorf("%w: --%s carries a password, which every local user can read in the process list; put the DSN in %s (an EnvironmentFile= of mode 0600) or in a file given with --%s-file",
 					errUsage, name, "IKABUD_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")), name)
 			}

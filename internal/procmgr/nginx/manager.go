@@ -93,7 +93,12 @@ func New(opt Options) (*Manager, error) {
 			},
 		},
 	}
-	if err := os.MkdirAll(m.dir, 0o755); err != nil {
+	// root's alone: nginx's master reads it as root, and tenants have no
+	// business reading each other's domains.
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nginx: %w", err)
+	}
+	if err := os.Chmod(m.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	if target, err := os.Readlink(m.live()); err == nil {
@@ -178,7 +183,7 @@ func (m *Manager) ApplyFiles(ctx context.Context, files map[string][]byte) error
 	defer m.mu.Unlock()
 	return m.transact(ctx, m.gen+1, func(dir string) error {
 		for name, data := range files {
-			if err := os.WriteFile(filepath.Join(dir, "sites", filepath.Base(name)), data, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "sites", filepath.Base(name)), data, 0o600); err != nil {
 				return err
 			}
 		}
@@ -292,7 +297,7 @@ func (m *Manager) oldGens(keep int) []string {
 func (m *Manager) writeGen(n int, sites map[procmgr.InstanceID]Site) error {
 	dir := m.genDir(n)
 	os.RemoveAll(dir)
-	if err := os.MkdirAll(filepath.Join(dir, "sites"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "sites"), 0o700); err != nil {
 		return fmt.Errorf("nginx: %w", err)
 	}
 	files := map[string][]byte{
@@ -300,7 +305,7 @@ func (m *Manager) writeGen(n int, sites map[procmgr.InstanceID]Site) error {
 		"check.conf": RenderMain(MainOptions{HTTPConf: filepath.Join(dir, "http.conf"), WebUser: m.opt.Layout.WebUser, PIDFile: filepath.Join(dir, "check.pid")}),
 	}
 	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return fmt.Errorf("nginx: %w", err)
 		}
 	}
@@ -310,7 +315,7 @@ func (m *Manager) writeGen(n int, sites map[procmgr.InstanceID]Site) error {
 func (m *Manager) writeSites(n int, sites map[procmgr.InstanceID]Site) error {
 	for id, s := range sites {
 		path := filepath.Join(m.genDir(n), "sites", string(id)+".conf")
-		if err := os.WriteFile(path, RenderSite(m.opt.Listen, s), 0o644); err != nil {
+		if err := os.WriteFile(path, RenderSite(m.opt.Listen, s), 0o600); err != nil {
 			return fmt.Errorf("nginx: %w", err)
 		}
 	}
