@@ -63,6 +63,10 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 	g("daemonize", "no")
 	// php-fpm would otherwise send a status line to systemd every 10 s.
 	g("systemd_interval", "0")
+	// A reload (USR2) asks the workers to finish what they serve before
+	// the master starts again; 0, the default, kills them at once, and
+	// every request in flight is cut (a 502).
+	g("process_control_timeout", strconv.Itoa(s.Pool.RequestTerminateTimeout())+"s")
 
 	p("listen", l.SocketPath(id))
 	p("listen.mode", "0660")
