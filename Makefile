@@ -32,6 +32,8 @@ bench:
 	scripts/deps.sh --bench
 	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench
 	$(GO) run ./cmd/panel-bench --backend supervise
+	scripts/with-systemd.sh $(GO) run ./cmd/panel-bench --sites
+	$(GO) run ./cmd/panel-bench --backend supervise --sites
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./internal/procmgr/supervise/
 	$(GO) test -run '^$$' -bench 'Dashboard1000' -benchtime 50x ./internal/web/ | grep -E '^(Benchmark|ok|FAIL)'
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/web/live/ | grep -E '^(Benchmark|ok|FAIL)'

@@ -51,6 +51,8 @@ type bench struct {
 	// restore: instances to bring back after a simulated reboot; loggers:
 	// instances logging for the memory figure.
 	restore, loggers int
+	// sitesAddr: where nginx serves the sites (--sites); "" runs none.
+	sitesAddr string
 }
 
 func main() {
@@ -61,6 +63,7 @@ func main() {
 	backend := flag.String("backend", "systemd", "systemd or supervise")
 	restore := flag.Int("restore", -1, "instances recorded as running and gone from the host that a panel start must bring back (default 1000 for the supervisor, 0 for systemd)")
 	loggers := flag.Int("loggers", 100, "instances logging at full rate for the daemon-memory figure (supervisor only)")
+	sites := flag.Bool("sites", false, "measure only the front door's figures (nginx, WordPress, isolation, health restarts)")
 	flag.Parse()
 	if *restore < 0 {
 		*restore = 0
@@ -77,12 +80,26 @@ func main() {
 		os.Exit(1)
 	}
 	b := &bench{backend: *backend, restore: *restore, loggers: *loggers}
+	if *sites {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		b.sitesAddr = ln.Addr().String()
+		ln.Close()
+	}
 	loadStart := loadavg()
 	if err := b.setup(*panelBin); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)
 		os.Exit(1)
 	}
-	err := b.run(*background, *samples, *known)
+	var err error
+	if *sites {
+		err = b.siteFigures(min(*samples, 5))
+	} else {
+		err = b.run(*background, *samples, *known)
+	}
 	b.cleanup()
 	fmt.Println()
 	fmt.Printf("== Ikabud Panel benchmark (%s backend) ==\n", b.backend)
@@ -143,10 +160,15 @@ func (b *bench) startDaemon() error {
 		b.httpAddr = ln.Addr().String()
 		ln.Close()
 	}
-	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", b.httpAddr, "--socket", b.socket, "--http-listen", "none",
+	front := []string{"--http-listen", "none"}
+	if b.sitesAddr != "" {
+		front = []string{"--http-listen", b.sitesAddr, "--nginx", "supervise"}
+	}
+	b.daemon = exec.Command(b.panel, "serve", "--db", b.dsn, "--listen", b.httpAddr, "--socket", b.socket,
 		"--instances-root", b.layout.InstancesRoot, "--config-root", b.layout.ConfigRoot,
 		"--runtime-root", b.layout.RuntimeRoot, "--web-user", b.layout.WebUser, "--unit-prefix", b.layout.UnitPrefix,
 		"--log-level", "info", "--backend", b.backend)
+	b.daemon.Args = append(b.daemon.Args, front...)
 	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -612,6 +634,13 @@ func (b *bench) cleanup() {
 		})
 	}
 	b.stopDaemon()
+	if data, err := os.ReadFile(filepath.Join(b.layout.RuntimeRoot, "nginx.pid")); err == nil {
+		// The supervised nginx outlives the panel by design; the bench's
+		// must not.
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
 	os.Remove(filepath.Join(b.layout.UnitDir, b.layout.UnitTemplateName()))
 	// The supervisor's state, logs and (empty) parent cgroups.
 	p := b.layout.UnitPrefix

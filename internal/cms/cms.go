@@ -170,12 +170,22 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 		}
 		i.undo(spec.ID, madeDB)
 	}()
+	// Each step's duration, for the log line of a finished install.
+	var took []any
+	last := time.Now()
 	step := func(name string, err error) error {
 		if err == nil {
+			took = append(took, name, time.Since(last).Round(time.Millisecond).String())
+			last = time.Now()
 			return nil
 		}
 		return &StepError{Step: name, Err: err}
 	}
+	defer func() {
+		if err == nil {
+			i.log.Info("installed", append([]any{"instance", string(spec.ID), "action", "install", "cms", string(spec.CMS)}, took...)...)
+		}
+	}()
 	var creds sitedb.Credentials
 	if NeedsDatabase(spec.CMS) {
 		if i.opt.DB == nil {
@@ -185,13 +195,14 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 		if err != nil {
 			return Result{}, step("database", err)
 		}
+		step("database", nil)
 		madeDB = true
 		res.Database = creds.Database
 	}
 	switch spec.CMS {
 	case procmgr.CMSWordPress:
-		if err := i.copyTree(ctx, u, WordPressSource, pub, "wp-config.php", ".htaccess"); err != nil {
-			return Result{}, step("copy wordpress", err)
+		if err := step("copy wordpress", i.copyTree(ctx, u, WordPressSource, pub, "wp-config.php", ".htaccess")); err != nil {
+			return Result{}, err
 		}
 		if err := writeOwned(filepath.Join(l.InstanceDir(spec.ID), "wp-config.php"), wpConfig(creds), u, 0o600); err != nil {
 			return Result{}, step("wp-config.php", err)
@@ -200,8 +211,8 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 		if err != nil {
 			return Result{}, step("admin password", err)
 		}
-		if err := i.runWordPressInstaller(ctx, spec, site, pw); err != nil {
-			return Result{}, step("wordpress installer", err)
+		if err := step("wordpress installer", i.runWordPressInstaller(ctx, spec, site, pw)); err != nil {
+			return Result{}, err
 		}
 		res.AdminUser, res.AdminPassword = site.AdminUser, pw
 		res.URL = "http://" + string(spec.Domains[0]) + "/wp-admin/"

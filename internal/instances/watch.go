@@ -47,6 +47,9 @@ type healthWatch struct {
 	probing  bool
 	state    *HealthState
 	restarts []time.Time
+	// pid is the master the last unhealthy verdict was about: a verdict
+	// on another master (the restarted one) is a new episode.
+	pid int
 }
 
 // healthSlot is the tick of the period at which id is probed.
@@ -156,11 +159,13 @@ func (s *Service) probeOne(ctx context.Context, id procmgr.InstanceID) {
 		s.mu.Unlock()
 		return
 	}
-	if e.health.state != nil && !e.health.state.Healthy {
-		// Already reported; a restart in flight or alert only.
+	if e.health.state != nil && !e.health.state.Healthy && e.health.pid == e.status.MainPID {
+		// Already reported for this master; a restart in flight or
+		// alert only.
 		s.mu.Unlock()
 		return
 	}
+	e.health.pid = e.status.MainPID
 	policy := e.spec.OnUnhealthy
 	action := "alert only"
 	restart := false
@@ -189,10 +194,15 @@ func (s *Service) probeOne(ctx context.Context, id procmgr.InstanceID) {
 		s.audit(reconcilerActor, "health-alert", id, nil, h.Reason)
 		return
 	}
-	// The master is killed, and the backend's restart policy starts it
-	// again at once: a stop would wait on a frozen master (SIGTERM is not
-	// delivered to a stopped process until it is continued) or on stuck
-	// workers, for the whole stop timeout.
-	err = mapBackendErr(s.backend.Kill(ctx, id, procmgr.SigKILL))
+	// The instance's processes are killed, and the backend's restart
+	// policy starts it again at once: a stop would wait on a frozen master
+	// (SIGTERM is not delivered to a stopped process until it is
+	// continued) or on stuck workers, for the whole stop timeout.
+	if gk, ok := s.backend.(procmgr.GroupKiller); ok {
+		err = gk.KillAll(ctx, id, procmgr.SigKILL)
+	} else {
+		err = s.backend.Kill(ctx, id, procmgr.SigKILL)
+	}
+	err = mapBackendErr(err)
 	s.audit(reconcilerActor, "health-restart", id, err, h.Reason)
 }

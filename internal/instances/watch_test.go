@@ -68,3 +68,17 @@ func (e *env) awaitAudit(id, action, result string) {
 	}
 	e.t.Errorf("no audit %q %q for %s in %s", action, result, id, describeAudit(e.audit(id)))
 }
+
+// A master frozen again right after its restart, before any probe saw the
+// new one healthy, is a new episode: restarted again.
+func TestUnhealthyAgainRightAfterARestart(t *testing.T) {
+	e := newEnv(t, store.DialectSQLite)
+	e.run()
+	e.create("twice", nil, procmgr.SpecInput{})
+	for round := 1; round <= 2; round++ {
+		e.fb.SetUnhealthy("twice", "master process 1 is stopped (SIGSTOP)")
+		if err := e.fb.WaitCalls(tctx(t), fakebackend.OpKill, "twice", round); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+}

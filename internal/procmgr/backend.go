@@ -183,6 +183,15 @@ type ConfigChecker interface {
 	ConfigCurrent(spec Spec) bool
 }
 
+// GroupKiller is a backend that can signal every process of an instance at
+// once (systemd: the unit's cgroup). The health watch ends a hung instance
+// with it, so that the restart policy starts it again at once; a backend
+// without it is asked to Kill the master, and its own handling of a
+// master's end takes the workers (the supervisor does).
+type GroupKiller interface {
+	KillAll(ctx context.Context, id InstanceID, sig Signal) error
+}
+
 // Starter is the part of a backend StartAll needs.
 type Starter interface {
 	Start(ctx context.Context, id InstanceID) (Status, error)

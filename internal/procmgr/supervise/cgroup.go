@@ -53,8 +53,12 @@ var v1Wanted = map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pi
 // v2 controller behind each limit.
 var v2Controllers = map[string]string{limMemory: "memory", limCPU: "cpu", limTasks: "pids"}
 
-// cpuPeriodUS is the CFS period; a quota of 40% is 40000us per period.
-const cpuPeriodUS = 100_000
+// cpuPeriodUS is the CFS period; a quota of 40% is 4000us per period. The
+// kernel's default, 100 ms, lets an instance with several busy processes
+// take every core for the first part of each period (its quota at full
+// width), and another instance's requests wait that long: 10 ms bounds the
+// burst (the systemd unit sets CPUQuotaPeriodSec to the same).
+const cpuPeriodUS = 10_000
 
 // cgroups is what the host offers, found once at start.
 type cgroups struct {

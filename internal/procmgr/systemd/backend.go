@@ -542,6 +542,24 @@ func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.S
 	return nil
 }
 
+// KillAll implements procmgr.GroupKiller: sig to every process of the
+// unit. With KillMode=mixed, a master killed alone leaves its workers to
+// systemd's stop timeout (30 s) before the unit can start again.
+func (b *Backend) KillAll(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
+	if err := b.host.Provisioned(id); err != nil {
+		return err
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return err
+	}
+	unit := b.host.Layout.UnitName(id)
+	if err := c.KillUnitWithTarget(ctx, unit, sd.All, int32(sig.Number())); err != nil {
+		return fmt.Errorf("systemd: kill all of %s with %s: %w", unit, sig, err)
+	}
+	return nil
+}
+
 // SetLimits implements procmgr.Backend.
 func (b *Backend) SetLimits(ctx context.Context, id procmgr.InstanceID, lim procmgr.Limits) (procmgr.Status, error) {
 	return b.power(ctx, id, func(c *sd.Conn) error {
