@@ -196,7 +196,7 @@ func UnitTemplateOptions(l Layout) []*unit.UnitOption {
 		// No swap: MemoryMax would otherwise bound only the RAM part.
 		o("Service", "MemorySwapMax", "0"),
 		o("Service", "CPUQuota", Defaults.CPUQuota),
-		// The quota is enforced per 10 ms, not the kernel's 100 ms: an
+		// The quota is enforced per 2 ms, not the kernel's 100 ms: an
 		// instance with several busy processes otherwise takes every core
 		// for the first part of each period (its quota at full width), and
 		// other instances' requests wait that long.

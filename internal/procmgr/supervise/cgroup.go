@@ -53,12 +53,24 @@ var v1Wanted = map[string]bool{"memory": true, "cpu": true, "cpuacct": true, "pi
 // v2 controller behind each limit.
 var v2Controllers = map[string]string{limMemory: "memory", limCPU: "cpu", limTasks: "pids"}
 
-// cpuPeriodUS is the CFS period; a quota of 40% is 4000us per period. The
+// cpuPeriodUS is the CFS period; a quota of 40% is 800us per period. The
 // kernel's default, 100 ms, lets an instance with several busy processes
 // take every core for the first part of each period (its quota at full
-// width), and another instance's requests wait that long: 10 ms bounds the
-// burst (the systemd unit sets CPUQuotaPeriodSec to the same).
-const cpuPeriodUS = 10_000
+// width), and another instance's requests wait that long: 2 ms bounds the
+// burst (the systemd unit sets CPUQuotaPeriodSec to the same). The kernel
+// refuses a quota below 1 ms, so a small percentage gets a longer period
+// (cpuPeriod), as systemd does.
+const cpuPeriodUS = 2_000
+
+// cpuPeriod is the period for a quota of pct percent: cpuPeriodUS, or
+// longer where the quota would be under the kernel's 1 ms.
+func cpuPeriod(pct uint64) uint64 {
+	p := uint64(cpuPeriodUS)
+	if pct*p/100 < 1000 {
+		p = (100_000 + pct - 1) / pct
+	}
+	return p
+}
 
 // cgroups is what the host offers, found once at start.
 type cgroups struct {
@@ -280,7 +292,8 @@ func (c *cgroups) apply(id procmgr.InstanceID, lim procmgr.Limits) error {
 	page := uint64(os.Getpagesize())
 	// The kernel keeps memory limits in whole pages and rounds down.
 	mem := strconv.FormatUint(uint64(lim.MemoryMax)/page*page, 10)
-	quota := strconv.FormatUint(uint64(lim.CPUQuota)*cpuPeriodUS/100, 10)
+	period := cpuPeriod(uint64(lim.CPUQuota))
+	quota := strconv.FormatUint(uint64(lim.CPUQuota)*period/100, 10)
 	tasks := strconv.Itoa(lim.TasksMax)
 	for _, kind := range limitKinds {
 		dir := c.limitDir(kind, id)
@@ -297,10 +310,10 @@ func (c *cgroups) apply(id procmgr.InstanceID, lim procmgr.Limits) error {
 		case kind == limMemory:
 			files = []file{{"memory.limit_in_bytes", strconv.FormatUint(uint64(lim.MemoryMax), 10), mem}}
 		case kind == limCPU && c.pure:
-			v := quota + " " + strconv.Itoa(cpuPeriodUS)
+			v := quota + " " + strconv.FormatUint(period, 10)
 			files = []file{{"cpu.max", v, v}}
 		case kind == limCPU:
-			p := strconv.Itoa(cpuPeriodUS)
+			p := strconv.FormatUint(period, 10)
 			files = []file{{"cpu.cfs_period_us", p, p}, {"cpu.cfs_quota_us", quota, quota}}
 		case kind == limTasks:
 			files = []file{{"pids.max", tasks, tasks}}

@@ -464,12 +464,12 @@ func TestLimitsEnforcedOrNoted(t *testing.T) {
 		}
 		if pure {
 			check("memory_max", "memory", "memory.max", "314572800")
-			check("cpu_quota", "cpu", "cpu.max", "4000 10000")
+			check("cpu_quota", "cpu", "cpu.max", "1000 2500")
 			check("tasks_max", "pids", "pids.max", "50")
 		} else {
 			check("memory_max", "memory", "memory.limit_in_bytes", "314572800")
-			check("cpu_quota", "cpu", "cpu.cfs_quota_us", "4000")
-			check("cpu_quota", "cpu", "cpu.cfs_period_us", "10000")
+			check("cpu_quota", "cpu", "cpu.cfs_quota_us", "1000")
+			check("cpu_quota", "cpu", "cpu.cfs_period_us", "2500")
 			check("tasks_max", "pids", "pids.max", "50")
 		}
 		got, err := b.Status(ctx, spec.ID)
