@@ -153,3 +153,32 @@ func TestCreateFailingHalfWayLeavesNothing(t *testing.T) {
 		t.Errorf("listed after a failed create:\n%s", out)
 	}
 }
+
+func TestDokuWikiThroughTheFrontDoor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		d, addr := sitesDaemon(t, backend)
+		id := procmgrtest.NewID("wiki")
+		domain := string(id) + ".example.test"
+		out := d.must("create", string(id), "--cms", "dokuwiki", "--domain", domain, "--site-title", "Team wiki")
+		if !regexp.MustCompile(`(?m)^dokuwiki admin: user admin, password [A-Za-z0-9]{20} \(shown once\)$`).MatchString(out) {
+			t.Errorf("create printed no admin login:\n%s", out)
+		}
+		code, body := visit(t, addr, domain, "/doku.php")
+		if code != 200 || !strings.Contains(body, "<title>start [Team wiki]</title>") || !strings.Contains(body, "This wiki is ready") {
+			t.Fatalf("front page: %d %.300q", code, body)
+		}
+		if code, _ := visit(t, addr, domain, "/doku.php?do=login"); code != 200 {
+			t.Errorf("login page: %d", code)
+		}
+		// Its configuration and data are outside the document root.
+		for _, p := range []string{"/../dokuwiki/conf/users.auth.php", "/dokuwiki/conf/users.auth.php", "/conf/users.auth.php"} {
+			if code, body := visit(t, addr, domain, p); code == 200 && strings.Contains(body, "admin:") {
+				t.Errorf("%s served the users file", p)
+			}
+		}
+		d.must("remove", string(id), "--purge")
+		if _, err := os.Stat(d.layout.InstanceDir(id)); !os.IsNotExist(err) {
+			t.Errorf("files left: %v", err)
+		}
+	})
+}

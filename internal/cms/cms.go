@@ -218,10 +218,13 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 		res.URL = "http://" + string(spec.Domains[0]) + "/wp-admin/"
 	case procmgr.CMSDokuWiki:
 		pw, err := i.installDokuWiki(ctx, spec, site, u)
-		if err != nil {
-			return Result{}, step("dokuwiki", err)
+		if err := step("dokuwiki", err); err != nil {
+			return Result{}, err
 		}
 		res.AdminUser, res.AdminPassword = site.AdminUser, pw
+		if len(spec.Domains) > 0 {
+			res.URL = "http://" + string(spec.Domains[0]) + "/doku.php?do=login"
+		}
 	default:
 		if err := writeOwned(filepath.Join(pub, "index.php"), indexPage(spec), u, 0o640); err != nil {
 			return Result{}, step("index page", err)
@@ -244,6 +247,7 @@ func (i *Installer) undo(id procmgr.InstanceID, madeDB bool) {
 		os.RemoveAll(filepath.Join(l.PublicDir(id), e.Name()))
 	}
 	os.Remove(filepath.Join(l.InstanceDir(id), "wp-config.php"))
+	os.RemoveAll(filepath.Join(l.InstanceDir(id), "dokuwiki"))
 	os.Remove(filepath.Join(l.InstanceDir(id), "database.php"))
 	if madeDB {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -301,6 +305,40 @@ func lookupUser(id procmgr.InstanceID) (procmgr.InstanceUser, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return procmgr.InstanceUser{Name: u.Username, UID: uid, GID: gid}, nil
+}
+
+// copyTreeExcept is copyTree where skip may name paths below src's top
+// level ("lib/plugins/testing"): the directories on the way are made and
+// walked, and everything else is copied whole.
+func (i *Installer) copyTreeExcept(ctx context.Context, u procmgr.InstanceUser, src, dst string, skip ...string) error {
+	var top, deeper []string
+	walk := map[string][]string{}
+	for _, p := range skip {
+		first, rest, nested := strings.Cut(p, "/")
+		if !nested {
+			top = append(top, first)
+			continue
+		}
+		deeper = append(deeper, first)
+		walk[first] = append(walk[first], rest)
+	}
+	if err := i.copyTree(ctx, u, src, dst, append(top, deeper...)...); err != nil {
+		return err
+	}
+	for dir, rest := range walk {
+		if err := mkdirOwned(filepath.Join(dst, dir), u); err != nil {
+			return err
+		}
+		// A symlinked directory of the package is walked where it leads.
+		real, err := filepath.EvalSymlinks(filepath.Join(src, dir))
+		if err != nil {
+			return err
+		}
+		if err := i.copyTreeExcept(ctx, u, real, filepath.Join(dst, dir), rest...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func slicesContains(list []string, s string) bool {

@@ -113,7 +113,10 @@ func FPMDirectivesWith(l Layout, s Spec, opt FPMOptions) []FPMDirective {
 		p("env["+e.Key+"]", `"`+e.Value+`"`)
 	}
 	inst := l.InstanceDir(id)
-	p("php_admin_value[open_basedir]", inst+"/")
+	// The instance's own tree, and the distribution's PHP libraries
+	// (world-readable code that Debian's packaged CMSs require by absolute
+	// path: DokuWiki's phpseclib, SimplePie, GeSHi).
+	p("php_admin_value[open_basedir]", inst+"/:"+SystemPHPLibraries)
 	p("php_admin_value[sys_temp_dir]", l.TmpDir(id))
 	p("php_admin_value[upload_tmp_dir]", l.TmpDir(id))
 	p("php_admin_value[session.save_path]", l.SessionsDir(id))
@@ -134,6 +137,10 @@ func idHash(id InstanceID) uint32 {
 	h.Write([]byte(id))
 	return h.Sum32()
 }
+
+// SystemPHPLibraries is where Debian installs PHP libraries (php-*
+// packages) that packaged applications include.
+const SystemPHPLibraries = "/usr/share/php/"
 
 // RenderFPMConfig writes an instance's whole php-fpm master config under
 // systemd: one [global] section and one pool named after the instance.

@@ -63,7 +63,7 @@ var (
 	iniLineRe    = regexp.MustCompile(`^([A-Za-z0-9_.]+(?:\[[A-Za-z0-9_.]+\])?) = (\S(?:.*\S)?)$`)
 	// Values php-fpm's INI parser takes literally without quotes: no
 	// space, quote, ';', '$', '%', '=', expression operators or backslash.
-	iniPlainValueRe = regexp.MustCompile(`^[A-Za-z0-9_./-]+$`)
+	iniPlainValueRe = regexp.MustCompile(`^[A-Za-z0-9_./:-]+$`)
 	// Quoted values: PHP's INI parser interprets '$', '{', '\' and '"'
 	// inside double quotes, so none of them may appear.
 	iniQuotedValueRe = regexp.MustCompile(`^"[A-Za-z0-9 _.,:/@+=-]*"$`)
@@ -123,7 +123,7 @@ func fpmValueProblem(key, value string) string {
 		return ""
 	}
 	if !iniPlainValueRe.MatchString(value) {
-		return "unquoted value has characters outside [A-Za-z0-9_./-]"
+		return "unquoted value has characters outside [A-Za-z0-9_./:-]"
 	}
 	return ""
 }
@@ -222,7 +222,7 @@ func TestRenderFPMConfigContents(t *testing.T) {
 				"security.limit_extensions":            ".php",
 				"chdir":                                inst + "/public",
 				"env[TMPDIR]":                          inst + "/tmp",
-				"php_admin_value[open_basedir]":        inst + "/",
+				"php_admin_value[open_basedir]":        inst + "/:/usr/share/php/",
 				"php_admin_value[sys_temp_dir]":        inst + "/tmp",
 				"php_admin_value[upload_tmp_dir]":      inst + "/tmp",
 				"php_admin_value[session.save_path]":   inst + "/sessions",
