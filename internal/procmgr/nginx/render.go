@@ -71,7 +71,12 @@ func (l Listen) ProbeAddr() string {
 	return net.JoinHostPort(host, strconv.Itoa(l.Port))
 }
 
-func (l Listen) String() string { return l.directive() }
+func (l Listen) String() string {
+	if l.Host == "" {
+		return ":" + strconv.Itoa(l.Port)
+	}
+	return l.directive()
+}
 
 // Site is what one instance's server block is made of; only SiteOf makes
 // one, from a validated spec.
