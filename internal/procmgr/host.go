@@ -480,7 +480,11 @@ func (h *Host) WriteConfig(u InstanceUser, spec Spec) (bool, error) {
 	if err := os.Chmod(dir, 0o750); err != nil {
 		return false, fmt.Errorf("procmgr: %w", err)
 	}
-	changed, err := WriteFileAtomic(h.Layout.FPMConfigPath(spec.ID), RenderFPMConfigWith(h.Layout, spec, h.FPM), 0, u.GID, 0o640)
+	// The candidate is checked by the php-fpm that will run it, as the
+	// instance's user, before it takes the place of the current config: a
+	// config php-fpm refuses never reaches a start or a reload.
+	check := func(candidate string) error { return checkFPMConfig(spec.PHP.FPMBinary(), candidate, u) }
+	changed, err := writeFileAtomic(h.Layout.FPMConfigPath(spec.ID), RenderFPMConfigWith(h.Layout, spec, h.FPM), 0, u.GID, 0o640, check)
 	if err != nil {
 		return false, err
 	}
@@ -530,11 +534,56 @@ func (h *Host) ListConfigured() ([]InstanceID, error) {
 	return ids, nil
 }
 
+// checkFPMConfig runs php-fpm --test on a config, as the instance's user
+// (php-fpm refuses a pool without a user when run as root).
+func checkFPMConfig(bin, config string, u InstanceUser) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--test", "--fpm-config", config)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
+	// Its output goes to a pipe the instance's user owns: a config whose
+	// error_log is /proc/self/fd/2 (the supervisor's) reopens it, which a
+	// pipe of root's refuses.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("procmgr: %w", err)
+	}
+	defer pr.Close()
+	if err := pw.Chown(u.UID, u.GID); err != nil {
+		pw.Close()
+		return fmt.Errorf("procmgr: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	var out []byte
+	if err == nil {
+		out, _ = io.ReadAll(io.LimitReader(pr, 64<<10))
+		err = cmd.Wait()
+	}
+	if err == nil && !bytes.Contains(out, []byte("test is successful")) {
+		err = errors.New("no \"test is successful\"")
+	}
+	if err != nil {
+		return fmt.Errorf("procmgr: php-fpm --test refused the new config: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
 // WriteFileAtomic replaces path with data so that readers see the old file
 // or the new one, never a mix: temp file in the same directory, fsync,
 // rename, fsync of the directory. Unchanged content is not rewritten; the
 // result says whether the file changed.
 func WriteFileAtomic(path string, data []byte, uid, gid int, mode os.FileMode) (bool, error) {
+	return writeFileAtomic(path, data, uid, gid, mode, nil)
+}
+
+// writeFileAtomic is WriteFileAtomic with a check of the written
+// candidate before it takes path's place; a refused candidate is removed
+// and path left as it was.
+func writeFileAtomic(path string, data []byte, uid, gid int, mode os.FileMode, check func(candidate string) error) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		if st, err := os.Lstat(path); err == nil && st.Mode().Perm() == mode && st.Mode().IsRegular() {
 			// Same content and mode: unchanged only if the owner is too (a
@@ -571,6 +620,11 @@ func WriteFileAtomic(path string, data []byte, uid, gid int, mode os.FileMode) (
 	}
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("procmgr: write %s: %w", path, err)
+	}
+	if check != nil {
+		if err := check(tmp); err != nil {
+			return false, err
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return false, fmt.Errorf("procmgr: write %s: %w", path, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -166,7 +167,12 @@ func TestConfigCurrent(t *testing.T) {
 	if h.ConfigCurrent(spec) {
 		t.Errorf("current with no config written")
 	}
-	if _, err := h.WriteConfig(procmgr.InstanceUser{Name: "root", UID: 0, GID: 0}, spec); err != nil {
+	// php-fpm --test of the candidate runs as the instance user and wants
+	// its chdir (public/).
+	if err := os.MkdirAll(l.PublicDir(spec.ID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteConfig(nobody, spec); err != nil {
 		t.Fatal(err)
 	}
 	if !h.ConfigCurrent(spec) {
@@ -184,10 +190,49 @@ func TestConfigCurrent(t *testing.T) {
 	}
 }
 
-// tempHost is a Host over a layout in a temporary directory (base).
+// nobody stands for an instance's user where php-fpm --test runs as it.
+var nobody = procmgr.InstanceUser{Name: "nobody", UID: 65534, GID: 65534}
+
+// A config php-fpm refuses is never written: the candidate is checked by
+// php-fpm --test, as the instance's user, before it replaces the current one.
+func TestWriteConfigCheckedByPHPFPM(t *testing.T) {
+	_, l, h := tempHost(t, "ikt-cfgchk")
+	spec, err := procmgr.ParseSpec("site", procmgr.SpecInput{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spec.PHP.FPMBinary()); err != nil {
+		t.Fatalf("php-fpm for PHP %s is missing: install Debian's php%s-fpm", spec.PHP, spec.PHP)
+	}
+	// No public/: php-fpm refuses the pool's chdir.
+	_, err = h.WriteConfig(nobody, spec)
+	if err == nil || !strings.Contains(err.Error(), "php-fpm --test refused") {
+		t.Fatalf("WriteConfig without the instance's tree = %v, want php-fpm's refusal", err)
+	}
+	if _, serr := os.Stat(l.FPMConfigPath(spec.ID)); !os.IsNotExist(serr) {
+		t.Errorf("a refused config was written: %v", serr)
+	}
+	if entries, _ := os.ReadDir(l.ConfigDir(spec.ID)); len(entries) > 1 {
+		t.Errorf("leftovers in %s: %v", l.ConfigDir(spec.ID), entries)
+	}
+	if err := os.MkdirAll(l.PublicDir(spec.ID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteConfig(nobody, spec); err != nil {
+		t.Fatalf("WriteConfig with the tree: %v", err)
+	}
+}
+
+// tempHost is a Host over a layout in a temporary directory (base), which
+// other users may traverse (php-fpm --test runs as the instance's user).
 func tempHost(t *testing.T, prefix string) (string, procmgr.Layout, *procmgr.Host) {
 	t.Helper()
-	base := t.TempDir()
+	base, err := os.MkdirTemp("", prefix+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
 	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
 		RuntimeRoot: "/run/" + prefix, UnitDir: base, UnitPrefix: prefix}
 	h, err := procmgr.NewHost(l)
