@@ -360,16 +360,28 @@ func (m *Manager) awaitSite(ctx context.Context, s Site, served bool) error {
 	want := string(s.ID) + " " + Fingerprint(siteBody(m.opt.Listen, s)) + "\n"
 	deadline := time.Now().Add(m.opt.ProbeTimeout)
 	var last string
+	// Several answers in a row, each on a new connection: an old worker
+	// may still accept for a moment after the first new one answered.
+	ok := 0
 	for {
 		body, status, err := m.get(ctx, string(s.Domains[0]), SitePath)
+		good := false
 		switch {
 		case err != nil:
 			last = err.Error()
 		case served && status == http.StatusOK && body == want:
-			return nil
+			good = true
 		case !served && status == http.StatusNotFound && strings.HasPrefix(body, defaultBody):
-			return nil
-		default:
+			good = true
+		}
+		if good {
+			if ok++; ok == probesInARow {
+				return nil
+			}
+			continue
+		}
+		ok = 0
+		if err == nil {
 			last = fmt.Sprintf("status %d, %q", status, strings.TrimSpace(body))
 		}
 		if time.Now().After(deadline) {
@@ -382,6 +394,10 @@ func (m *Manager) awaitSite(ctx context.Context, s Site, served bool) error {
 		}
 	}
 }
+
+// probesInARow is how many answers of the new config in a row make a
+// change count as served.
+const probesInARow = 4
 
 // siteBody is the part of a rendered site its fingerprint covers.
 func siteBody(ln Listen, s Site) []byte {

@@ -54,5 +54,5 @@ func (u UnitRunner) Up(ctx context.Context) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	return active == "active", fmt.Sprintf("%s: %s (%s)", u.Unit, active, sub)
+	return active == "active", fmt.Sprintf("%s (%s)", active, sub)
 }
