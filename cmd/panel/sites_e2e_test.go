@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -55,17 +54,7 @@ func visit(t *testing.T, addr, host, path string) (int, string) {
 // putIndex writes an index.php into the instance's public/, owned by it.
 func putIndex(t *testing.T, d *daemon, id procmgr.InstanceID, body string) {
 	t.Helper()
-	u, err := user.Lookup(id.UserName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	p := filepath.Join(d.layout.PublicDir(id), "index.php")
-	if err := os.WriteFile(p, []byte(body), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(p, uid, gid)
+	putFile(t, d, id, "index.php", body)
 }
 
 // siteFiles lists the files of nginx's live config tree, with contents.

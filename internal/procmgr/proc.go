@@ -12,35 +12,38 @@ import (
 // ProcessAlive reports whether pid exists and has not exited (a zombie
 // waiting to be reaped counts as exited).
 func ProcessAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	state, ok := processState(pid)
+	if !ok {
 		return false
 	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain them.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 || i+2 >= len(data) {
-		return true
-	}
-	switch data[i+2] {
+	switch state {
 	case 'Z', 'X', 'x':
 		return false
 	}
 	return true
 }
 
+// processState is the state letter of /proc/<pid>/stat; ok is false when
+// there is no such process. An unreadable state reads as running ('R').
+func processState(pid int) (state byte, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself contain them.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 || i+2 >= len(data) {
+		return 'R', true
+	}
+	return data[i+2], true
+}
+
 // ProcessStopped reports whether pid is stopped by a signal (SIGSTOP,
 // SIGTSTP) or a tracer: it runs nothing until it is continued.
 func ProcessStopped(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 || i+2 >= len(data) {
-		return false
-	}
-	return data[i+2] == 'T' || data[i+2] == 't'
+	state, _ := processState(pid)
+	return state == 'T' || state == 't'
 }
 
 // WaitProcessesGone waits until none of pids is alive, or ctx ends.

@@ -232,6 +232,12 @@ func (b *Backend) Crash(id procmgr.InstanceID) (procmgr.Status, error) {
 	if in.status.State != procmgr.StateRunning {
 		return procmgr.Status{}, fmt.Errorf("fakebackend: crash %s: state %s: %w", id, in.status.State, procmgr.ErrConflict)
 	}
+	b.crashLocked(in)
+	return in.status, nil
+}
+
+// crashLocked is a master killed and started again by the restart policy.
+func (b *Backend) crashLocked(in *instance) {
 	in.status.LastExit = &procmgr.ExitInfo{Result: "signal", Signal: "KILL"}
 	b.setStateLocked(in, procmgr.StateCrashLooping)
 	b.publishLocked(in)
@@ -239,7 +245,6 @@ func (b *Backend) Crash(id procmgr.InstanceID) (procmgr.Status, error) {
 	b.setStateLocked(in, procmgr.StateRunning)
 	b.publishLocked(in)
 	b.notifyLocked()
-	return in.status, nil
 }
 
 // SetUnhealthy makes a running instance's pool fail its health probe with
@@ -780,14 +785,7 @@ func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.S
 	if sig == procmgr.SigKILL && in.status.State == procmgr.StateRunning {
 		// As the real backends' restart policy does: the master dies and
 		// is started again (a crash).
-		in.unhealthy = ""
-		in.status.LastExit = &procmgr.ExitInfo{Result: "signal", Signal: "KILL"}
-		b.setStateLocked(in, procmgr.StateCrashLooping)
-		b.publishLocked(in)
-		in.status.Restarts++
-		b.setStateLocked(in, procmgr.StateRunning)
-		b.publishLocked(in)
-		b.notifyLocked()
+		b.crashLocked(in)
 	}
 	return b.finishLocked(c, nil)
 }

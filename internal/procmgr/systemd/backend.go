@@ -521,14 +521,10 @@ func (b *Backend) StartMany(ctx context.Context, ids []procmgr.InstanceID) []err
 // Kill implements procmgr.Backend. It sends the signal to the main process
 // only and deliberately takes no lock.
 func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
-	if err := b.host.Provisioned(id); err != nil {
-		return err
-	}
-	c, err := b.conn.get(ctx)
+	c, unit, err := b.provisionedUnit(ctx, id)
 	if err != nil {
 		return err
 	}
-	unit := b.host.Layout.UnitName(id)
 	p, err := c.GetUnitTypePropertyContext(ctx, unit, "Service", "MainPID")
 	if err != nil {
 		return fmt.Errorf("systemd: kill %s: %w", unit, err)
@@ -542,18 +538,26 @@ func (b *Backend) Kill(ctx context.Context, id procmgr.InstanceID, sig procmgr.S
 	return nil
 }
 
+// provisionedUnit is the connection and unit of a provisioned instance.
+func (b *Backend) provisionedUnit(ctx context.Context, id procmgr.InstanceID) (*sd.Conn, string, error) {
+	if err := b.host.Provisioned(id); err != nil {
+		return nil, "", err
+	}
+	c, err := b.conn.get(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, b.host.Layout.UnitName(id), nil
+}
+
 // KillAll implements procmgr.GroupKiller: sig to every process of the
 // unit. With KillMode=mixed, a master killed alone leaves its workers to
 // systemd's stop timeout (30 s) before the unit can start again.
 func (b *Backend) KillAll(ctx context.Context, id procmgr.InstanceID, sig procmgr.Signal) error {
-	if err := b.host.Provisioned(id); err != nil {
-		return err
-	}
-	c, err := b.conn.get(ctx)
+	c, unit, err := b.provisionedUnit(ctx, id)
 	if err != nil {
 		return err
 	}
-	unit := b.host.Layout.UnitName(id)
 	if err := c.KillUnitWithTarget(ctx, unit, sd.All, int32(sig.Number())); err != nil {
 		return fmt.Errorf("systemd: kill all of %s with %s: %w", unit, sig, err)
 	}
