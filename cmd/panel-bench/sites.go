@@ -123,6 +123,23 @@ func (b *bench) siteFigures(samples int) error {
 		verdict, b.failed = "MISSED", true
 	}
 	b.note(fmt.Sprintf("%-58s p99 %10s  quiet p99 %10s  ratio %4.2f  target <= 1.5x  %s", "B while A runs a fork bomb, a memory hog and a CPU burn", ms(loud), ms(quiet), ratio, verdict))
+	// For scale: the same three burners outside any instance (no quota,
+	// nice 19), one round.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			exec.Command("nice", "-n", "19", "timeout", "7", "sh", "-c", "while :; do :; done").Run()
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	unbounded, err := steadyP99(b.sitesAddr, "siteb.example.test", "/", 200, 6*time.Second)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	b.note(fmt.Sprintf("  for scale, the same three CPU burners outside any instance (no quota, nice 19): B's p99 %s, ratio %.2f", ms(unbounded), float64(unbounded)/float64(quiet)))
 	b.note(fmt.Sprintf("  A: MemoryMax 256M, TasksMax 32, CPUQuota 50%%; B: defaults; steady load on B's index page: 200 requests/s for 6 s, each at its time (open loop); medians of 3 rounds each (quiet %v, loud %v)", roundMS(quiets), roundMS(louds)))
 
 	// 4. create --cms wordpress until its front page answers; its floor,
