@@ -64,6 +64,10 @@ type Manager struct {
 	mu    sync.Mutex
 	sites map[procmgr.InstanceID]Site
 	gen   int
+	// synced: the live tree was written by this Manager; until then a
+	// change that changes no site still rewrites it (the tree on disk may
+	// hold sites of an earlier panel).
+	synced bool
 }
 
 // New prepares the config directory and reads which generation is live.
@@ -214,10 +218,14 @@ func (m *Manager) change(ctx context.Context, edit func(map[procmgr.InstanceID]S
 			gone = append(gone, s)
 		}
 	}
+	if m.synced && len(probe) == 0 && len(gone) == 0 {
+		// Nothing nginx serves changes (an instance without domains).
+		return nil
+	}
 	n := m.gen + 1
 	err := m.transact(ctx, n, func(string) error { return m.writeSites(n, next) }, probe, gone)
 	if err == nil {
-		m.sites = next
+		m.sites, m.synced = next, true
 	}
 	return err
 }

@@ -346,3 +346,35 @@ func TestSupervisedNginxRestartsAndIsAdopted(t *testing.T) {
 		t.Errorf("adopted pid %d, running %d", next.PID(), r.run.PID())
 	}
 }
+
+// A change that changes no site (an instance without domains) does not
+// reload nginx; the first change of a Manager always rewrites the tree.
+func TestNoReloadWithoutASiteChange(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxT(t)
+	live := func() string {
+		s, _ := os.Readlink(filepath.Join(r.layout.ConfigRoot, "nginx", "live"))
+		return s
+	}
+	if err := r.m.Sync(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := live()
+	bare := mustSpec(t, "bare", procmgr.SpecInput{})
+	if err := r.m.Publish(ctx, bare); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Withdraw(ctx, "bare"); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); got != first {
+		t.Errorf("live went %s -> %s for changes that change no site", first, got)
+	}
+	a := r.site(t, "site-a", 4001, "a.example.test")
+	if err := r.m.Publish(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); got == first {
+		t.Errorf("live still %s after a site was published", got)
+	}
+}
