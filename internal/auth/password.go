@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ikabud/panel/internal/randtext"
 	"github.com/ikabud/panel/internal/store"
 )
 
@@ -253,26 +254,11 @@ const GeneratedPasswordLen = 20
 // GeneratePassword returns a random password of GeneratedPasswordLen characters from
 // crypto/rand, for `panel user add` to print once.
 func GeneratePassword() (string, error) {
-	out := make([]byte, GeneratedPasswordLen)
-	// Rejection sampling: bytes at or above the largest multiple of the alphabet size would
-	// make the first characters likelier than the rest.
-	limit := byte(256 - 256%len(passwordAlphabet))
-	buf := make([]byte, 64)
-	for n := 0; n < len(out); {
-		if _, err := rand.Read(buf); err != nil {
-			return "", fmt.Errorf("auth: generate password: %w", err)
-		}
-		for _, b := range buf {
-			if b >= limit {
-				continue
-			}
-			out[n] = passwordAlphabet[int(b)%len(passwordAlphabet)]
-			if n++; n == len(out) {
-				break
-			}
-		}
+	pw, err := randtext.From(passwordAlphabet, GeneratedPasswordLen)
+	if err != nil {
+		return "", fmt.Errorf("auth: generate password: %w", err)
 	}
-	return string(out), nil
+	return pw, nil
 }
 
 // idKey computes one argon2id key. At most one per CPU runs at once: each

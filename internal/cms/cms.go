@@ -9,23 +9,22 @@ package cms
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/fcgi"
+	"github.com/ikabud/panel/internal/randtext"
 	"github.com/ikabud/panel/internal/sitedb"
 )
 
@@ -151,11 +150,12 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Install puts the CMS of spec into the instance, whose pool runs (the
 // installer runs in it). An instance whose public/ holds files already is
 // left as it is (an install finished by an earlier attempt, or files the
-// tenant put there). A failure undoes what this call made (files, database)
-// and names the step.
+// tenant put there). A failure names the step; what the call made (files,
+// the database) goes with the caller's rollback of the create, which
+// purges the instance and Removes its database.
 func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (res Result, err error) {
 	l := i.opt.Layout
-	u, err := lookupUser(spec.ID)
+	u, err := procmgr.LookupInstanceUser(spec.ID)
 	if err != nil {
 		return Result{}, &StepError{Step: "instance user", Err: err}
 	}
@@ -163,13 +163,6 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 	if entries, rerr := os.ReadDir(pub); rerr == nil && len(entries) > 0 {
 		return Result{}, nil
 	}
-	var madeDB bool
-	defer func() {
-		if err == nil {
-			return
-		}
-		i.undo(spec.ID, madeDB)
-	}()
 	// Each step's duration, for the log line of a finished install.
 	var took []any
 	last := time.Now()
@@ -196,7 +189,6 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 			return Result{}, step("database", err)
 		}
 		step("database", nil)
-		madeDB = true
 		res.Database = creds.Database
 	}
 	switch spec.CMS {
@@ -207,7 +199,7 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 		if err := writeOwned(filepath.Join(l.InstanceDir(spec.ID), "wp-config.php"), wpConfig(creds), u, 0o600); err != nil {
 			return Result{}, step("wp-config.php", err)
 		}
-		pw, err := randomString(20)
+		pw, err := randtext.From(randtext.Alnum, 20)
 		if err != nil {
 			return Result{}, step("admin password", err)
 		}
@@ -238,26 +230,6 @@ func (i *Installer) Install(ctx context.Context, spec procmgr.Spec, site Site) (
 	return res, nil
 }
 
-// undo removes what a failed install made: the files in public/ and the
-// database. The instance itself is the caller's to roll back.
-func (i *Installer) undo(id procmgr.InstanceID, madeDB bool) {
-	l := i.opt.Layout
-	entries, _ := os.ReadDir(l.PublicDir(id))
-	for _, e := range entries {
-		os.RemoveAll(filepath.Join(l.PublicDir(id), e.Name()))
-	}
-	os.Remove(filepath.Join(l.InstanceDir(id), "wp-config.php"))
-	os.RemoveAll(filepath.Join(l.InstanceDir(id), "dokuwiki"))
-	os.Remove(filepath.Join(l.InstanceDir(id), "database.php"))
-	if madeDB {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := i.opt.DB.Drop(ctx, id); err != nil {
-			i.log.Error("undo install: drop database", "instance", string(id), "err", err)
-		}
-	}
-}
-
 // Remove drops the instance's database and user when purge; without
 // purge they are kept, as the files are. It reports what it kept.
 func (i *Installer) Remove(ctx context.Context, id procmgr.InstanceID, cms procmgr.CMS, purge bool) (kept string, err error) {
@@ -281,7 +253,7 @@ func (i *Installer) copyTree(ctx context.Context, u procmgr.InstanceUser, src, d
 	}
 	args := []string{"-R", "-L", "--no-preserve=all", "--"}
 	for _, e := range entries {
-		if slicesContains(skip, e.Name()) {
+		if slices.Contains(skip, e.Name()) {
 			continue
 		}
 		args = append(args, filepath.Join(src, e.Name()))
@@ -289,22 +261,11 @@ func (i *Installer) copyTree(ctx context.Context, u procmgr.InstanceUser, src, d
 	args = append(args, dst+"/")
 	cmd := exec.CommandContext(ctx, "/bin/cp", args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), NoSetGroups: false}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("cp as %s: %w: %s", u.Name, err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-// lookupUser resolves the instance's Unix user.
-func lookupUser(id procmgr.InstanceID) (procmgr.InstanceUser, error) {
-	u, err := user.Lookup(id.UserName())
-	if err != nil {
-		return procmgr.InstanceUser{}, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return procmgr.InstanceUser{Name: u.Username, UID: uid, GID: gid}, nil
 }
 
 // copyTreeExcept is copyTree where skip may name paths below src's top
@@ -341,15 +302,6 @@ func (i *Installer) copyTreeExcept(ctx context.Context, u procmgr.InstanceUser, 
 	return nil
 }
 
-func slicesContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // writeOwned writes a new file for the instance, never through a link.
 func writeOwned(path string, data []byte, u procmgr.InstanceUser, mode os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
@@ -371,19 +323,6 @@ func writeOwned(path string, data []byte, u procmgr.InstanceUser, mode os.FileMo
 	return f.Close()
 }
 
-// randomString is n letters and digits, for passwords and salts.
-func randomString(n int) (string, error) {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b), nil
-}
-
 // phpString quotes s for a single-quoted PHP string.
 func phpString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
@@ -402,7 +341,7 @@ func wpConfig(c sitedb.Credentials) []byte {
 	def("DB_CHARSET", "utf8mb4")
 	def("DB_COLLATE", "")
 	for _, k := range []string{"AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY", "AUTH_SALT", "SECURE_AUTH_SALT", "LOGGED_IN_SALT", "NONCE_SALT"} {
-		salt, err := randomString(64)
+		salt, err := randtext.From(randtext.Alnum, 64)
 		if err != nil {
 			panic(err) // the system's random source failed
 		}

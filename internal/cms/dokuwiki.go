@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/randtext"
 )
 
 // DokuWikiConfig is where Debian's package keeps DokuWiki's configuration
@@ -48,7 +49,7 @@ func (i *Installer) installDokuWiki(ctx context.Context, spec procmgr.Spec, site
 	if err := i.copyTree(ctx, u, DokuWikiConfig, conf, "acl.auth.php", "users.auth.php", "local.php", "apache.conf", "lighttpd.conf", "htaccess", ".htaccess"); err != nil {
 		return "", fmt.Errorf("copy dokuwiki's configuration: %w", err)
 	}
-	pw, err := randomString(20)
+	pw, err := randtext.From(randtext.Alnum, 20)
 	if err != nil {
 		return "", err
 	}

@@ -124,8 +124,8 @@ type FrontDoor interface {
 // with it (internal/cms).
 type Installer interface {
 	// Install puts spec's CMS into the instance, whose pool runs. An
-	// instance with files already is left as it is. A failure undoes what
-	// the call made and names the step.
+	// instance with files already is left as it is. A failure names the
+	// step; the create's rollback (a purge, and Remove) takes what it made.
 	Install(ctx context.Context, spec procmgr.Spec, site cms.Site) (cms.Result, error)
 	// Remove drops the instance's database when purge; without it the
 	// database is kept, and kept says so.

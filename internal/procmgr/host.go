@@ -66,7 +66,11 @@ type InstanceUser struct {
 
 // LookupUser finds the instance's user. It returns ErrNotFound if there is
 // none and ErrConflict if a user of that name exists but is not the panel's.
-func (h *Host) LookupUser(id InstanceID) (InstanceUser, error) {
+func (h *Host) LookupUser(id InstanceID) (InstanceUser, error) { return LookupInstanceUser(id) }
+
+// LookupInstanceUser finds the instance's user, as Host.LookupUser does, for
+// callers that act as it without a Host (the CMS installer).
+func LookupInstanceUser(id InstanceID) (InstanceUser, error) {
 	u, err := user.Lookup(id.UserName())
 	if err != nil {
 		var unknown user.UnknownUserError

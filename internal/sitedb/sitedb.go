@@ -8,7 +8,6 @@ package sitedb
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/ikabud/panel/internal/procmgr"
+	"github.com/ikabud/panel/internal/randtext"
 )
 
 // DefaultSocket is Debian's MariaDB socket, which instances connect over.
@@ -89,9 +89,10 @@ func Names(id procmgr.InstanceID) (database, user string) {
 // over: the user gets the new password.
 func (a *Admin) Create(ctx context.Context, id procmgr.InstanceID) (Credentials, error) {
 	dbName, user := Names(id)
-	pw, err := password()
+	// Letters and digits only: the statements below carry it in a literal.
+	pw, err := randtext.From(randtext.Alnum, 32)
 	if err != nil {
-		return Credentials{}, err
+		return Credentials{}, fmt.Errorf("sitedb: %w", err)
 	}
 	stmts := []string{
 		"CREATE DATABASE IF NOT EXISTS `" + dbName + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
@@ -119,33 +120,6 @@ func (a *Admin) Drop(ctx context.Context, id procmgr.InstanceID) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Exists reports whether the instance's database or its user exists.
-func (a *Admin) Exists(ctx context.Context, id procmgr.InstanceID) (db, user bool, err error) {
-	dbName, userName := Names(id)
-	var n int
-	if err := a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", dbName).Scan(&n); err != nil {
-		return false, false, fmt.Errorf("sitedb: %w", err)
-	}
-	db = n > 0
-	if err := a.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ?", userName).Scan(&n); err != nil {
-		return db, false, fmt.Errorf("sitedb: %w", err)
-	}
-	return db, n > 0, nil
-}
-
-// password is 32 letters and digits from the system's random source.
-func password() (string, error) {
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("sitedb: %w", err)
-	}
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b), nil
 }
 
 // OpenAdminLogins lists the ways any local user (an instance's PHP
