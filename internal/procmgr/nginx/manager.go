@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,24 +114,23 @@ func New(opt Options) (*Manager, error) {
 func (m *Manager) live() string               { return filepath.Join(m.dir, "live") }
 func (m *Manager) genDir(n int) string        { return filepath.Join(m.dir, "gen-"+strconv.Itoa(n)) }
 func (m *Manager) genName(n int) string       { return "gen-" + strconv.Itoa(n) }
-func (m *Manager) liveHTTPConf() string       { return filepath.Join(m.live(), "http.conf") }
-func (m *Manager) Listen() Listen             { return m.opt.Listen }
-func (m *Manager) RunnerKind() string         { return m.opt.Runner.Kind() }
-func (m *Manager) IncludeLine() string        { return "include " + m.liveHTTPConf() + ";\n" }
 func (m *Manager) candidateMain(n int) string { return filepath.Join(m.genDir(n), "check.conf") }
 
 // LiveHTTPConf is the file the nginx main config includes (inside http {})
 // to serve the panel's sites.
-func (m *Manager) LiveHTTPConf() string { return m.liveHTTPConf() }
+func (m *Manager) LiveHTTPConf() string { return filepath.Join(m.live(), "http.conf") }
+
+// IncludeLine is the include of LiveHTTPConf, for a distribution's config.
+func (m *Manager) IncludeLine() string { return "include " + m.LiveHTTPConf() + ";\n" }
 
 // Start makes sure the live tree exists and nginx runs, publishing the
 // sites nginx had (the live generation's, or none).
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := os.Stat(m.liveHTTPConf()); err != nil {
+	if _, err := os.Stat(m.LiveHTTPConf()); err != nil {
 		// First start: an empty tree, so that nginx's config is whole.
-		if err := m.writeGen(m.gen+1, nil); err != nil {
+		if err := m.writeGen(m.gen + 1); err != nil {
 			return err
 		}
 		if err := m.swap(m.gen + 1); err != nil {
@@ -179,22 +178,6 @@ func (m *Manager) Sync(ctx context.Context, specs []procmgr.Spec) error {
 	})
 }
 
-// ApplyFiles replaces the whole tree with the given site files as they are,
-// as a transaction like every change. It exists for the test that breaks
-// a config on purpose: sites made from specs always pass nginx -t.
-func (m *Manager) ApplyFiles(ctx context.Context, files map[string][]byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.transact(ctx, m.gen+1, func(dir string) error {
-		for name, data := range files {
-			if err := os.WriteFile(filepath.Join(dir, "sites", filepath.Base(name)), data, 0o600); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, nil, nil)
-}
-
 // change applies edit to a copy of the site set and makes the result live
 // as one transaction. The sites that changed must be seen serving their new
 // config, and those removed seen gone, before it counts as done. On failure
@@ -209,7 +192,8 @@ func (m *Manager) change(ctx context.Context, edit func(map[procmgr.InstanceID]S
 	edit(next)
 	var probe, gone []Site
 	for id, s := range next {
-		if old, ok := m.sites[id]; !ok || !bytes.Equal(RenderSite(m.opt.Listen, old), RenderSite(m.opt.Listen, s)) {
+		// A Site is all its block renders from: equal sites, equal blocks.
+		if old, ok := m.sites[id]; !ok || !reflect.DeepEqual(old, s) {
 			probe = append(probe, s)
 		}
 	}
@@ -237,7 +221,7 @@ func (m *Manager) change(ctx context.Context, edit func(map[procmgr.InstanceID]S
 // had reloaded), so nginx never runs a config that failed a check.
 func (m *Manager) transact(ctx context.Context, n int, write func(dir string) error, probe, gone []Site) error {
 	prev := m.gen
-	if err := m.writeGen(n, nil); err != nil {
+	if err := m.writeGen(n); err != nil {
 		return err
 	}
 	if err := write(m.genDir(n)); err != nil {
@@ -301,8 +285,8 @@ func (m *Manager) oldGens(keep int) []string {
 }
 
 // writeGen makes generation n's directory with its http.conf and the
-// candidate check config, and the given sites.
-func (m *Manager) writeGen(n int, sites map[procmgr.InstanceID]Site) error {
+// candidate check config, and no site yet.
+func (m *Manager) writeGen(n int) error {
 	dir := m.genDir(n)
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(filepath.Join(dir, "sites"), 0o700); err != nil {
@@ -317,7 +301,7 @@ func (m *Manager) writeGen(n int, sites map[procmgr.InstanceID]Site) error {
 			return fmt.Errorf("nginx: %w", err)
 		}
 	}
-	return m.writeSites(n, sites)
+	return nil
 }
 
 func (m *Manager) writeSites(n int, sites map[procmgr.InstanceID]Site) error {
@@ -349,13 +333,19 @@ func (m *Manager) swap(n int) error {
 
 // check runs nginx -t on a main config.
 func (m *Manager) check(ctx context.Context, main string) error {
+	return testConfig(ctx, m.opt.Binary, main)
+}
+
+// testConfig runs nginx -t on a main config; the error carries nginx's
+// own words.
+func testConfig(ctx context.Context, binary, main string) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, m.opt.Binary, "-t", "-q", "-c", main)
+	cmd := exec.CommandContext(cctx, binary, "-t", "-q", "-c", main)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s -t -c %s: %w: %s", m.opt.Binary, main, err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s -t -c %s: %w: %s", binary, main, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -460,16 +450,4 @@ func (m *Manager) Probe(ctx context.Context, spec procmgr.Spec) procmgr.HTTPProb
 		p.Reason = fmt.Sprintf("status %d", status)
 	}
 	return p
-}
-
-// Sites lists the ids with a published site, in order.
-func (m *Manager) Sites() []procmgr.InstanceID {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ids := make([]procmgr.InstanceID, 0, len(m.sites))
-	for id := range m.sites {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	return ids
 }

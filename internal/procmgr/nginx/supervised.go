@@ -89,19 +89,15 @@ func (s *Supervised) recordedMaster() int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return 0
-	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !strings.HasPrefix(string(cmdline), "nginx: master process") {
+	if err != nil || pid <= 1 || !isNginxMaster(pid) {
 		return 0
 	}
 	return pid
 }
 
 func (s *Supervised) spawnLocked(ctx context.Context) error {
-	if err := s.check(ctx); err != nil {
-		return err
+	if err := testConfig(ctx, s.binary(), s.Main); err != nil {
+		return fmt.Errorf("nginx: %w", err)
 	}
 	cmd := exec.Command(s.binary(), "-c", s.Main, "-g", "daemon off;")
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
@@ -145,20 +141,11 @@ func (s *Supervised) spawnLocked(ctx context.Context) error {
 	return fmt.Errorf("nginx: started as pid %d but it wrote no pid file %s within 10s", s.pid, s.PIDFile)
 }
 
-func (s *Supervised) check(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, s.binary(), "-t", "-q", "-c", s.Main)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nginx: %s -t -c %s: %w: %s", s.binary(), s.Main, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // watchAdopted waits for an adopted master (not our child) to end.
 func (s *Supervised) watchAdopted(pid int) {
 	for {
 		time.Sleep(200 * time.Millisecond)
-		if !procmgr.ProcessAlive(pid) || s.recordedMaster() != pid && !isNginxMaster(pid) {
+		if !isNginxMaster(pid) {
 			s.ended(pid, errors.New("the adopted master is gone"))
 			return
 		}
@@ -171,6 +158,8 @@ func (s *Supervised) watchAdopted(pid int) {
 	}
 }
 
+// isNginxMaster says whether pid is a live nginx master (a zombie's
+// cmdline is empty).
 func isNginxMaster(pid int) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return err == nil && strings.HasPrefix(string(cmdline), "nginx: master process")
@@ -226,10 +215,7 @@ func (s *Supervised) Reload(ctx context.Context) error {
 	pid := s.pid
 	s.mu.Unlock()
 	if pid <= 0 {
-		if err := s.Ensure(ctx); err != nil {
-			return err
-		}
-		return nil
+		return s.Ensure(ctx)
 	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("nginx: reload (SIGHUP to %d): %w", pid, err)
