@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/ikabud/panel/internal/instances"
@@ -106,16 +105,11 @@ func installInclude(path string, m *nginx.Manager, ln nginx.Listen, log *slog.Lo
 	return nil
 }
 
-// hostWarnings are problems of the host that every tenant could exploit,
-// found at start: reported in the log, /healthz and panel status.
-type hostWarnings struct {
-	mu   sync.Mutex
-	warn []string
-}
-
-// check looks for a database server root account that any local user can
-// log in to without a password.
-func (w *hostWarnings) check(ctx context.Context, socket string, log *slog.Logger) {
+// databaseWarnings are the problems of the host that every tenant could
+// exploit, found at start (a database server root account that any local
+// user can log in to without a password): logged here, and reported in
+// /healthz and panel status.
+func databaseWarnings(ctx context.Context, socket string, log *slog.Logger) []string {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var out []string
@@ -124,13 +118,5 @@ func (w *hostWarnings) check(ctx context.Context, socket string, log *slog.Logge
 		log.Error(msg, "action", "check-database")
 		out = append(out, msg)
 	}
-	w.mu.Lock()
-	w.warn = out
-	w.mu.Unlock()
-}
-
-func (w *hostWarnings) list() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.warn...)
+	return out
 }

@@ -341,13 +341,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		front = m
 	}
 	var dbAdmin *sitedb.Admin
-	var warnings hostWarnings
+	var warnings []string
 	if cfg.dbAdmin != "none" {
 		if dbAdmin, err = sitedb.Open(cfg.dbAdmin); err != nil {
 			return err
 		}
 		defer dbAdmin.Close()
-		warnings.check(ctx, dbAdmin.Socket(), log)
+		warnings = databaseWarnings(ctx, dbAdmin.Socket(), log)
 	}
 	var installer instances.Installer
 	if dbAdmin != nil {
@@ -361,7 +361,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv, err := web.New(web.Options{Instances: svc, Accounts: authSvc, Log: log, Version: version,
-		PublicURL: cfg.publicURL, ListenAddr: cfg.listen, TrustedProxies: trusted, Warnings: warnings.list})
+		PublicURL: cfg.publicURL, ListenAddr: cfg.listen, TrustedProxies: trusted, Warnings: func() []string { return warnings }})
 	if err != nil {
 		return err
 	}
