@@ -146,7 +146,7 @@ func (b *bench) siteFigures(samples int) error {
 	// copying the same tree alone (the disk's state in this run).
 	var ds, copies []time.Duration
 	for i := 0; i < samples; i++ {
-		c, err := b.copyFloor()
+		c, err := b.copyFloor(fmt.Sprintf("floor%02d", i))
 		if err != nil {
 			return err
 		}
@@ -388,9 +388,11 @@ func get(addr, host, path string, timeout time.Duration) (int, string) {
 	return res.StatusCode, sb.String()
 }
 
-// copyFloor copies WordPress the way an install does, without the panel.
-func (b *bench) copyFloor() (time.Duration, error) {
-	dst := filepath.Join(filepath.Dir(b.layout.InstancesRoot), "copy-floor")
+// copyFloor copies WordPress the way an install does, without the panel,
+// into a new directory of the instances root (where an instance's files
+// go: name is not an instance's).
+func (b *bench) copyFloor(name string) (time.Duration, error) {
+	dst := filepath.Join(b.layout.InstancesRoot, name)
 	os.RemoveAll(dst)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return 0, err

@@ -43,6 +43,9 @@ func NewHost(l Layout) (*Host, error) {
 			return nil, fmt.Errorf("procmgr: %w", err)
 		}
 	}
+	// Best effort: the attribute only places new instances' files apart
+	// (see MarkTopDir); a filesystem without it works the same, slower.
+	_ = MarkTopDir(l.InstancesRoot)
 	return &Host{Layout: l, FPM: FPMOptions{ErrorLog: ErrorLogSyslog}}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ikabud/panel/internal/procmgr"
+	"golang.org/x/sys/unix"
 )
 
 // Kept files go to root, and a symlink in the tree is changed itself,
@@ -240,4 +241,44 @@ func tempHost(t *testing.T, prefix string) (string, procmgr.Layout, *procmgr.Hos
 		t.Fatal(err)
 	}
 	return base, l, h
+}
+
+// TestInstancesRootIsATopDir: on ext4 the instances root has the "T"
+// attribute, so each new instance's files go to a block group of their own
+// (see MarkTopDir; the speed is in make bench's create figure).
+func TestInstancesRootIsATopDir(t *testing.T) {
+	base := filepath.Join("/var/lib/ikabud-test", "topdir-"+fmt.Sprint(os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(base) })
+	var fs unix.Statfs_t
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Statfs(base, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type != unix.EXT4_SUPER_MAGIC {
+		t.Fatalf("this test needs /var/lib on ext4 (found filesystem magic %#x)", fs.Type)
+	}
+	l := procmgr.Layout{InstancesRoot: filepath.Join(base, "i"), ConfigRoot: filepath.Join(base, "c"),
+		RuntimeRoot: "/run/ikt-topdir", UnitDir: base, UnitPrefix: "ikt-topdir"}
+	if _, err := procmgr.NewHost(l); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(l.InstancesRoot, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const topDir = 0x00020000 // FS_TOPDIR_FL
+	if flags&topDir == 0 {
+		t.Fatalf("instances root flags %#x: no T attribute (FS_TOPDIR_FL)", flags)
+	}
+	// A second start finds it set and keeps it.
+	if _, err := procmgr.NewHost(l); err != nil {
+		t.Fatal(err)
+	}
 }
