@@ -2,9 +2,11 @@ package supervise_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -296,4 +298,71 @@ func crashEndsBusyWorkers(t *testing.T, noCgroups bool) {
 	if err := procmgr.Ping(ctx, l.SocketPath(spec.ID)); err != nil {
 		t.Errorf("the new master does not answer: %v", err)
 	}
+}
+
+// A supervised instance's PHP sees in /proc only its own processes (the
+// sandbox's hidepid=invisible), none of the host's /proc files beyond
+// them (subset=pid), and cannot name another instance's master, the panel
+// or root's processes; its own master and workers stay visible to it.
+// systemd's units get the same from ProtectProc= and ProcSubset=.
+func TestSupervisedMasterSeesOnlyItsOwnProcesses(t *testing.T) {
+	l, opt := setup(t)
+	s := newSession(t, opt)
+	spec, st := provision(t, s, "procs", procmgr.SpecInput{PM: "static", MaxChildren: "2"})
+	_, other := provision(t, s, "other", procmgr.SpecInput{})
+	out := runScript(t, l, spec.ID, "procs.php", `<?php
+// open_basedir keeps PHP's own functions out of /proc: ask ls, as
+// tenant code would.
+exec('ls -1 /proc', $entries);
+$pids = array_map('intval', array_values(array_filter($entries, 'ctype_digit')));
+exec('test -e /proc/meminfo', $o, $meminfo);
+exec('test -d /proc/sys/kernel', $o, $sys);
+echo json_encode(['pids' => $pids, 'meminfo' => $meminfo === 0, 'sys' => $sys === 0, 'self' => getmypid()]);`)
+	var seen struct {
+		PIDs    []int `json:"pids"`
+		Meminfo bool  `json:"meminfo"`
+		Sys     bool  `json:"sys"`
+		Self    int   `json:"self"`
+	}
+	if err := json.Unmarshal([]byte(out), &seen); err != nil {
+		t.Fatalf("procs.php answered %q: %v", out, err)
+	}
+	uid := instanceUID(t, spec.ID)
+	if !slices.Contains(seen.PIDs, st.MainPID) || !slices.Contains(seen.PIDs, seen.Self) {
+		t.Errorf("the instance's own master %d and worker %d are not in its /proc: %v", st.MainPID, seen.Self, seen.PIDs)
+	}
+	for _, pid := range seen.PIDs {
+		if r, err := uidOf(pid); err == nil && r != uid {
+			t.Errorf("the instance sees pid %d of uid %d (%s) in /proc", pid, r, cmdline(pid))
+		}
+	}
+	for what, pid := range map[string]int{"the panel": os.Getpid(), "the other instance's master": other.MainPID, "init": 1} {
+		if slices.Contains(seen.PIDs, pid) {
+			t.Errorf("the instance sees %s (pid %d) in /proc", what, pid)
+		}
+	}
+	if seen.Meminfo || seen.Sys {
+		t.Errorf("the instance sees the host's /proc files (meminfo %v, sys %v), want only the process part", seen.Meminfo, seen.Sys)
+	}
+	// The host's /proc is untouched: the panel still sees the masters.
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", st.MainPID)); err != nil {
+		t.Errorf("the panel lost sight of the master: %v", err)
+	}
+	if _, err := os.Stat("/proc/meminfo"); err != nil {
+		t.Errorf("the host's /proc changed: %v", err)
+	}
+}
+
+// uidOf is the real uid of pid, as the host sees it.
+func uidOf(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			return strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	return -1, fmt.Errorf("no Uid line")
 }

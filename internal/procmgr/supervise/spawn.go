@@ -19,16 +19,20 @@ import (
 
 // command is the master's exec: the instance's php-fpm link, as the instance
 // user with no supplementary groups, in a process group of its own, with a
-// clean environment, in the document root, stdin from /dev/null.
+// clean environment, in the document root, stdin from /dev/null, through
+// the sandbox (sandbox.go: a /proc that shows the instance only its own
+// processes).
 func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os.File) *exec.Cmd {
 	l := b.host.Layout
 	link := l.FPMBinaryLink(id)
 	return &exec.Cmd{
-		// argv[0] is the link: php-fpm re-executes argv[0] on a reload, so
-		// a changed PHP version is picked up then. no_new_privs is set by
-		// the thread that forks it (cgroups.startIn).
-		Path:   link,
-		Args:   []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)},
+		// The panel's own binary as the sandbox, which drops to the
+		// instance's user and execs the master. Its argv[0] is the link:
+		// php-fpm re-executes argv[0] on a reload, so a changed PHP
+		// version is picked up then. no_new_privs is set by the thread
+		// that forks it (cgroups.startIn).
+		Path:   "/proc/self/exe",
+		Args:   sandboxArgs(u.UID, u.GID, []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)}),
 		Env:    []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
 		Dir:    l.PublicDir(id),
 		Stdout: out,
@@ -38,8 +42,7 @@ func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os
 			// controlling terminal, so tenant code cannot open the
 			// terminal the panel was started from (`make run`) and read or
 			// type into root's shell.
-			Setsid:     true,
-			Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}},
+			Setsid: true,
 		},
 	}
 }
