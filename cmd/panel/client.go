@@ -175,7 +175,7 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	var sf specFlags
 	var site cms.Site
-	var all, follow, purge *bool
+	var all, follow, purge, access *bool
 	var signalName *string
 	var n *int
 	switch verb {
@@ -194,6 +194,7 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 	case "logs":
 		follow = fs.Bool("f", false, "follow")
 		n = fs.Int("n", 50, "number of lines")
+		access = fs.Bool("access", false, "the site's access log (the requests visitors made) instead")
 	case "audit":
 		n = fs.Int("n", 20, "number of events")
 	case "remove":
@@ -351,6 +352,19 @@ func cmdClient(verb string, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s is unhealthy: %s", pos[0], h.Reason)
 		}
 	case "logs":
+		if *access {
+			if *follow {
+				return fmt.Errorf("%w: logs --access cannot be followed (-f): ask again for the last lines", errUsage)
+			}
+			var lines []string
+			if err := c.do(ctx, "GET", fmt.Sprintf("%s/access-log?n=%d", base, *n), nil, &lines); err != nil {
+				return err
+			}
+			for _, l := range lines {
+				fmt.Fprintln(stdout, l)
+			}
+			return nil
+		}
 		return c.logs(ctx, stdout, base, *n, *follow)
 	case "remove":
 		q := ""

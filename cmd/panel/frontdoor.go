@@ -53,7 +53,8 @@ func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backe
 		runner = s
 		closeRunner = s.Close
 	}
-	m, err := nginx.New(nginx.Options{Layout: cfg.layout, Listen: ln, Runner: runner, Log: log})
+	m, err := nginx.New(nginx.Options{Layout: cfg.layout, Listen: ln, Runner: runner, Log: log,
+		AccessLogDir: filepath.Join("/var/log", cfg.layout.UnitPrefix, "sites")})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,7 +79,36 @@ func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backe
 	}
 	up, detail := m.Up(ctx)
 	log.Info("web server for the sites", "up", up, "detail", detail)
-	return m, closeRunner, nil
+	rotCtx, stopRotating := context.WithCancel(context.Background())
+	go rotateAccessLogs(rotCtx, m, log)
+	return m, func() { stopRotating(); closeRunner() }, nil
+}
+
+// Access logs are rotated past accessLogMax (the one before is kept, as
+// <file>.1), checked every accessLogCheck.
+const (
+	accessLogMax   = 16 << 20
+	accessLogCheck = time.Minute
+)
+
+// rotateAccessLogs rotates the sites' access logs until ctx ends.
+func rotateAccessLogs(ctx context.Context, m *nginx.Manager, log *slog.Logger) {
+	t := time.NewTicker(accessLogCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rotated, err := m.RotateLogs(ctx, accessLogMax)
+		for _, id := range rotated {
+			log.Info("access log rotated", "instance", string(id), "action", "rotate-log")
+		}
+		if err != nil {
+			log.Error("rotating the access logs", "action", "rotate-log", "err", err)
+		}
+	}
 }
 
 // debianDefaultSite is the site Debian's nginx package enables: a default

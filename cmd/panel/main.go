@@ -37,6 +37,7 @@ Usage:
   panel list [--json]                 every instance
   panel health ID [--json]            FastCGI ping and pool status
   panel logs ID [-f] [-n N]           FPM and PHP error log
+  panel logs ID --access [-n N]       the site's access log (visitors' requests)
   panel remove ID [--purge]           remove an instance (files kept unless --purge)
   panel audit [ID] [-n N]             who did what
 

@@ -94,6 +94,21 @@ func testSitesThroughNginx(t *testing.T, backend string) {
 	if code, body := visit(t, addr, "unknown.example.test", "/"); code != 404 || strings.Contains(body, "front page") {
 		t.Errorf("unknown host: %d %q", code, body)
 	}
+	// The visits are in a's access log (nginx writes it every 5 s).
+	var access string
+	for deadline := time.Now().Add(12 * time.Second); !strings.Contains(access, `"GET / HTTP/1.1" 200`); time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("panel logs --access after 12 s:\n%s", access)
+		}
+		access = d.must("logs", string(a), "--access", "-n", "20")
+	}
+	if strings.Contains(access, "/.ikabud/") {
+		t.Errorf("the panel's probes are in the site's access log:\n%s", access)
+	}
+	accessFile := filepath.Join("/var/log", d.layout.UnitPrefix, "sites", string(a)+".access.log")
+	if _, err := os.Stat(accessFile); err != nil {
+		t.Errorf("access log file: %v", err)
+	}
 	out := d.must("status")
 	if !strings.Contains(out, "Web server: up") {
 		t.Errorf("panel status:\n%s", out)
@@ -156,6 +171,9 @@ func testSitesThroughNginx(t *testing.T, backend string) {
 	}
 	if files := siteFiles(t, d); strings.Contains(files, string(a)) {
 		t.Errorf("vhost of a removed instance left:\n%s", files)
+	}
+	if _, err := os.Stat(accessFile); !os.IsNotExist(err) {
+		t.Errorf("the access log of a purged instance is left: %v", err)
 	}
 	if code, _ := visit(t, addr, domB, "/"); code != 200 {
 		t.Errorf("the other site answers %d after a's removal", code)

@@ -211,7 +211,7 @@ func (s *Service) install(ctx context.Context, spec procmgr.Spec, site cms.Site)
 // (Provision undid its own, this covers a half-made earlier attempt) and the
 // record.
 func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
-	if err := s.withdrawSite(ctx, id); err != nil {
+	if err := s.withdrawSite(ctx, id, true); err != nil {
 		s.log.Error("rollback: withdraw site", "instance", string(id), "action", "create", "err", err)
 	}
 	if _, spec, _, _, ok := s.entryOf(id); ok && s.installer != nil {
@@ -245,13 +245,19 @@ func (s *Service) publishSite(ctx context.Context, spec procmgr.Spec) error {
 	return nil
 }
 
-// withdrawSite removes id's site from the front door, if there is one.
-func (s *Service) withdrawSite(ctx context.Context, id procmgr.InstanceID) error {
+// withdrawSite removes id's site from the front door, if there is one, and
+// with purge its access logs too.
+func (s *Service) withdrawSite(ctx context.Context, id procmgr.InstanceID, purge bool) error {
 	if s.front == nil {
 		return nil
 	}
 	if err := s.front.Withdraw(ctx, id); err != nil {
 		return fmt.Errorf("instances: withdraw the site of %s: %w", id, err)
+	}
+	if purge {
+		if err := s.front.RemoveLogs(id); err != nil {
+			return fmt.Errorf("instances: remove the access logs of %s: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -599,7 +605,7 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 	}
 	// The site goes first: its domains must not reach a socket that is
 	// about to vanish, nor files about to be deleted.
-	if err := s.withdrawSite(bctx, id); err != nil {
+	if err := s.withdrawSite(bctx, id, purge); err != nil {
 		s.recordError(bctx, id, err)
 		return err
 	}
@@ -778,6 +784,23 @@ func (s *Service) Logs(ctx context.Context, p auth.Principal, rawID string, n in
 	}
 	lines, err := procmgr.ReadLogs(ctx, s.backend, id, n)
 	return lines, mapBackendErr(err)
+}
+
+// AccessLog returns the last n lines of the requests visitors made to an
+// instance's site (none when the panel manages no web server).
+func (s *Service) AccessLog(ctx context.Context, p auth.Principal, rawID string, n int) ([]string, error) {
+	id, err := s.lookup(p, rawID, accessRead, "logs")
+	if err != nil {
+		return nil, err
+	}
+	if s.front == nil {
+		return []string{}, nil
+	}
+	lines, err := s.front.AccessLog(id, n)
+	if lines == nil {
+		lines = []string{}
+	}
+	return lines, err
 }
 
 // FollowLogs streams an instance's log until ctx ends.

@@ -63,6 +63,15 @@ func (f *frontDoor) Probe(context.Context, procmgr.Spec) procmgr.HTTPProbe {
 
 func (f *frontDoor) Up(context.Context) (bool, string) { return true, "fake" }
 
+func (f *frontDoor) AccessLog(procmgr.InstanceID, int) ([]string, error) { return nil, nil }
+
+func (f *frontDoor) RemoveLogs(id procmgr.InstanceID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "remove-logs "+string(id))
+	return nil
+}
+
 func (f *frontDoor) domains(id string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

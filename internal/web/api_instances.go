@@ -69,6 +69,7 @@ func (h *instanceHandlers) register(g *echo.Group) {
 	g.POST("/instances/:id/kill", h.kill)
 	g.GET("/instances/:id/health", h.health)
 	g.GET("/instances/:id/logs", h.logs)
+	g.GET("/instances/:id/access-log", h.accessLog)
 	g.GET("/audit", h.audit)
 }
 
@@ -255,6 +256,19 @@ func (h *instanceHandlers) logs(c echo.Context) error {
 		res.Flush()
 	}
 	return nil
+}
+
+// accessLog returns the last n lines of the site's access log.
+func (h *instanceHandlers) accessLog(c echo.Context) error {
+	n, err := queryInt(c, "n", 50, 1, 10000)
+	if err != nil {
+		return err
+	}
+	lines, err := h.svc.AccessLog(c.Request().Context(), principal(c), c.Param("id"), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, lines)
 }
 
 func (h *instanceHandlers) audit(c echo.Context) error {

@@ -315,6 +315,7 @@ func TestAPIErrors(t *testing.T) {
 		{"unknown id start", "POST", "/api/v1/instances/wp-none/start", nil, http.StatusNotFound, ""},
 		{"unknown id delete", "DELETE", "/api/v1/instances/wp-none", nil, http.StatusNotFound, ""},
 		{"unknown id logs", "GET", "/api/v1/instances/wp-none/logs", nil, http.StatusNotFound, ""},
+		{"unknown id access log", "GET", "/api/v1/instances/wp-none/access-log", nil, http.StatusNotFound, ""},
 		{"malformed id", "GET", "/api/v1/instances/Bad_Id", nil, http.StatusUnprocessableEntity, "id"},
 		{"duplicate", "POST", "/api/v1/instances", map[string]any{"id": "wp-a"}, http.StatusConflict, ""},
 		{"unknown field", "POST", "/api/v1/instances", `{"id":"wp-b","spek":{}}`, http.StatusBadRequest, ""},
@@ -328,6 +329,7 @@ func TestAPIErrors(t *testing.T) {
 		{"logs n=0", "GET", "/api/v1/instances/wp-a/logs?n=0", nil, http.StatusUnprocessableEntity, "n"},
 		{"logs n=abc", "GET", "/api/v1/instances/wp-a/logs?n=abc", nil, http.StatusUnprocessableEntity, "n"},
 		{"logs n too big", "GET", "/api/v1/instances/wp-a/logs?n=10001", nil, http.StatusUnprocessableEntity, "n"},
+		{"access log n=0", "GET", "/api/v1/instances/wp-a/access-log?n=0", nil, http.StatusUnprocessableEntity, "n"},
 		{"follow n=0", "GET", "/api/v1/instances/wp-a/logs?n=0&follow=1", nil, http.StatusUnprocessableEntity, "n"},
 		{"audit limit=0", "GET", "/api/v1/audit?limit=0", nil, http.StatusUnprocessableEntity, "limit"},
 		{"audit bad instance", "GET", "/api/v1/audit?instance=wp-none", nil, http.StatusNotFound, ""},
@@ -413,6 +415,7 @@ func TestAPIPermissions(t *testing.T) {
 		}
 		e.want(e.do("GET", "/api/v1/instances/bob-wp", nil), http.StatusOK, nil)
 		e.want(e.do("GET", "/api/v1/instances/bob-wp/logs", nil), http.StatusOK, nil)
+		e.want(e.do("GET", "/api/v1/instances/bob-wp/access-log", nil), http.StatusOK, nil)
 		e.want(e.do("GET", "/api/v1/instances/bob-wp/health", nil), http.StatusOK, nil)
 		e.want(e.do("GET", "/api/v1/audit", nil), http.StatusOK, nil)
 		for _, tc := range []struct {
@@ -449,6 +452,7 @@ func TestAPIPermissions(t *testing.T) {
 			{"POST", "/api/v1/instances/bob-wp/stop"},
 			{"GET", "/api/v1/instances/bob-wp/logs"},
 			{"GET", "/api/v1/instances/bob-wp/logs?follow=1"},
+			{"GET", "/api/v1/instances/bob-wp/access-log"},
 			{"GET", "/api/v1/instances/bob-wp/health"},
 			{"DELETE", "/api/v1/instances/bob-wp"},
 			{"GET", "/api/v1/audit?instance=bob-wp"},
@@ -465,6 +469,7 @@ func TestAPIPermissions(t *testing.T) {
 		e.want(e.do("POST", "/api/v1/instances/alice-wp/start", nil), http.StatusOK, nil)
 		e.want(e.do("POST", "/api/v1/instances/alice-wp/restart", nil), http.StatusOK, nil)
 		e.want(e.do("GET", "/api/v1/instances/alice-wp/logs", nil), http.StatusOK, nil)
+		e.want(e.do("GET", "/api/v1/instances/alice-wp/access-log", nil), http.StatusOK, nil)
 		e.want(e.do("GET", "/api/v1/audit?instance=alice-wp", nil), http.StatusOK, nil)
 		for _, tc := range []struct {
 			method, path string

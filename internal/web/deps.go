@@ -40,6 +40,7 @@ type Instances interface {
 	StartAll(ctx context.Context, p auth.Principal) (instances.StartAllResult, error)
 	Health(ctx context.Context, p auth.Principal, id string) (procmgr.Health, error)
 	Logs(ctx context.Context, p auth.Principal, id string, n int) ([]procmgr.LogLine, error)
+	AccessLog(ctx context.Context, p auth.Principal, id string, n int) ([]string, error)
 	FollowLogs(ctx context.Context, p auth.Principal, id string, n int) (<-chan procmgr.LogLine, error)
 	Audit(ctx context.Context, p auth.Principal, q instances.AuditQuery) ([]instances.AuditEntry, error)
 	InstalledPHP() []string

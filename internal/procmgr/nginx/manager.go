@@ -49,6 +49,9 @@ type Options struct {
 	// ProbeTimeout bounds the wait for a reloaded nginx to serve a
 	// changed site (default 5 s).
 	ProbeTimeout time.Duration
+	// AccessLogDir holds each site's access log, <id>.access.log ("": the
+	// sites log no requests). Root's alone: nginx's master opens the files.
+	AccessLogDir string
 }
 
 // Manager owns the panel's part of nginx's config, under
@@ -105,6 +108,11 @@ func New(opt Options) (*Manager, error) {
 	if err := os.Chmod(m.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
+	if opt.AccessLogDir != "" {
+		if err := os.MkdirAll(opt.AccessLogDir, 0o700); err != nil {
+			return nil, fmt.Errorf("nginx: %w", err)
+		}
+	}
 	if target, err := os.Readlink(m.live()); err == nil {
 		m.gen, _ = strconv.Atoi(strings.TrimPrefix(target, "gen-"))
 	}
@@ -153,7 +161,7 @@ func (m *Manager) Publish(ctx context.Context, spec procmgr.Spec) error {
 	if len(spec.Domains) == 0 {
 		return m.Withdraw(ctx, spec.ID)
 	}
-	site := SiteOf(m.opt.Layout, spec)
+	site := m.siteOf(spec)
 	return m.change(ctx, func(sites map[procmgr.InstanceID]Site) {
 		sites[spec.ID] = site
 	})
@@ -172,7 +180,7 @@ func (m *Manager) Sync(ctx context.Context, specs []procmgr.Spec) error {
 		clear(sites)
 		for _, s := range specs {
 			if len(s.Domains) > 0 {
-				sites[s.ID] = SiteOf(m.opt.Layout, s)
+				sites[s.ID] = m.siteOf(s)
 			}
 		}
 	})

@@ -3,12 +3,14 @@ package nginx_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,7 +57,9 @@ func TestRenderGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	blog := mustSpec(t, "blog", procmgr.SpecInput{Domains: []string{"blog.example.test", "www.blog.example.test"}})
-	golden(t, "site-blog.conf", nginx.RenderSite(ln, nginx.SiteOf(testLayout, blog)))
+	site := nginx.SiteOf(testLayout, blog)
+	site.AccessLog = "/var/log/ikabud/sites/blog.access.log"
+	golden(t, "site-blog.conf", nginx.RenderSite(ln, site))
 	big := mustSpec(t, "big-uploads", procmgr.SpecInput{Domains: []string{"xn--bcher-kva.example"}, UploadMax: "2G", MaxExecutionTime: "300"})
 	golden(t, "site-big-uploads.conf", nginx.RenderSite(ln, nginx.SiteOf(testLayout, big)))
 	golden(t, "http.conf", nginx.RenderHTTP(ln, "/etc/ikabud/nginx/gen-1/sites"))
@@ -122,7 +126,7 @@ func newRig(t *testing.T) *rig {
 	}
 	main := root + "/etc/nginx-main.conf"
 	run := &nginx.Supervised{Main: main, PIDFile: root + "/run/nginx.pid", Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-	m, err := nginx.New(nginx.Options{Layout: l, Listen: ln, Runner: run})
+	m, err := nginx.New(nginx.Options{Layout: l, Listen: ln, Runner: run, AccessLogDir: root + "/log/sites"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,5 +380,113 @@ func TestNoReloadWithoutASiteChange(t *testing.T) {
 	}
 	if got := live(); got == first {
 		t.Errorf("live still %s after a site was published", got)
+	}
+}
+
+// getAs asks nginx for path on host with a User-Agent to find in the logs.
+func (r *rig) getAs(t *testing.T, host, path, agent string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.addr+path, nil)
+	req.Host = host
+	req.Header.Set("User-Agent", agent)
+	res, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// awaitLogged waits (nginx flushes its buffer every 5 s) until id's access
+// log has a line with mark, and returns the log.
+func (r *rig) awaitLogged(t *testing.T, id procmgr.InstanceID, mark string) []string {
+	t.Helper()
+	deadline := time.Now().Add(12 * time.Second)
+	for {
+		lines, err := r.m.AccessLog(id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, mark) }) {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the access log of %s after 12 s: %q", mark, id, lines)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Each site logs its visitors' requests to a file of its own (never the
+// panel's probes), rotated to <file>.1 past its size with nothing lost,
+// and removed with a purge.
+func TestAccessLogsWrittenRotatedAndPurged(t *testing.T) {
+	r := newRig(t)
+	ctx := ctxT(t)
+	a := r.site(t, "site-a", 4001, "a.example.test")
+	b := r.site(t, "site-b", 4002, "b.example.test")
+	for _, s := range []procmgr.Spec{a, b} {
+		if err := r.m.Publish(ctx, s); err != nil {
+			t.Fatalf("Publish %s: %v", s.ID, err)
+		}
+	}
+	if code := r.getAs(t, "a.example.test", "/hello.txt", "first-visitor"); code != 200 {
+		t.Fatalf("GET a: %d", code)
+	}
+	lines := r.awaitLogged(t, a.ID, "first-visitor")
+	for _, l := range lines {
+		if strings.Contains(l, "/.ikabud/") {
+			t.Errorf("the panel's probe is in the site's access log: %q", l)
+		}
+	}
+	if !strings.Contains(lines[len(lines)-1], `"GET /hello.txt HTTP/1.1" 200 `) {
+		t.Errorf("last line %q: want the request and its status", lines[len(lines)-1])
+	}
+	if got, _ := r.m.AccessLog(b.ID, 100); len(got) != 0 {
+		t.Errorf("site-b's access log has %q, want nothing (only site-a was visited)", got)
+	}
+	// nginx makes the files 0644: the directory keeps them root's.
+	if st, err := os.Stat(filepath.Dir(r.m.AccessLogPath(a.ID))); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("access log directory: %v %v, want mode 0700 (root's alone)", st, err)
+	}
+
+	rotated, err := r.m.RotateLogs(ctx, 0)
+	if err != nil || !slices.Equal(rotated, []procmgr.InstanceID{a.ID}) {
+		t.Fatalf("RotateLogs: %v %v, want [site-a] (site-b's log is empty)", rotated, err)
+	}
+	// A request an old worker still serves just after the reload goes to
+	// the rotated file; the new workers write a new one.
+	var cur []byte
+	for i, deadline := 0, time.Now().Add(15*time.Second); !strings.Contains(string(cur), "second-visitor"); i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request reached a new access log after the rotation: %q", cur)
+		}
+		r.getAs(t, "a.example.test", "/hello.txt", fmt.Sprintf("second-visitor-%d", i))
+		time.Sleep(500 * time.Millisecond)
+		cur, _ = os.ReadFile(r.m.AccessLogPath(a.ID))
+	}
+	if strings.Contains(string(cur), "first-visitor") {
+		t.Errorf("the new file has the line from before the rotation: %q", cur)
+	}
+	old, err := os.ReadFile(r.m.AccessLogPath(a.ID) + ".1")
+	if err != nil || !strings.Contains(string(old), "first-visitor") {
+		t.Errorf("rotated file: %v %q, want the first visit", err, old)
+	}
+	lines, _ = r.m.AccessLog(a.ID, 100)
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "first-visitor") }) ||
+		!slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "second-visitor") }) {
+		t.Errorf("AccessLog does not read across the rotation: %q", lines)
+	}
+
+	if err := r.m.Withdraw(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.RemoveLogs(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{r.m.AccessLogPath(a.ID), r.m.AccessLogPath(a.ID) + ".1"} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s is left after the purge: %v", f, err)
+		}
 	}
 }

@@ -92,6 +92,8 @@ type Site struct {
 	// ends a stuck request first and nginx's timeout is the bound for a
 	// pool that does not answer at all (frozen).
 	ReadTimeout int
+	// AccessLog is the file visitors' requests are logged to ("": none).
+	AccessLog string
 }
 
 // SiteOf is the site of an instance.
@@ -170,7 +172,12 @@ func RenderSite(ln Listen, s Site) []byte {
 	w(1, "server_name %s;", strings.Join(names, " "))
 	w(1, "root %s;", s.Root)
 	w(1, "index index.php index.html index.htm;")
-	w(1, "access_log off;")
+	if s.AccessLog != "" {
+		// Buffered: a busy site costs a write per 64 KiB or 5 s.
+		w(1, "access_log %s %s buffer=64k flush=5s;", s.AccessLog, accessLogFormat)
+	} else {
+		w(1, "access_log off;")
+	}
 	w(1, "server_tokens off;")
 	// nginx's user is in every instance's group: without this, a link
 	// the tenant plants in public/ would serve another instance's files
@@ -184,6 +191,7 @@ func RenderSite(ln Listen, s Site) []byte {
 	w(2, "return 502 '%s';", stoppedPage)
 	w(1, "}")
 	w(1, "location = %s {", PingPath)
+	w(2, "access_log off;")
 	w(2, "allow 127.0.0.1;")
 	w(2, "allow ::1;")
 	w(2, "deny all;")
@@ -221,6 +229,7 @@ func RenderSite(ln Listen, s Site) []byte {
 	// The fingerprint of everything above: what this site's config is.
 	fp := Fingerprint(body.Bytes())
 	w(1, "location = %s {", SitePath)
+	w(2, "access_log off;")
 	w(2, "allow 127.0.0.1;")
 	w(2, "allow ::1;")
 	w(2, "deny all;")
@@ -241,6 +250,9 @@ func Fingerprint(block []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// accessLogFormat names the sites' access log format (RenderHTTP).
+const accessLogFormat = "ikabud_site"
+
 // defaultBody is what the default server answers an unknown host.
 const defaultBody = "No site is configured for this host name."
 
@@ -253,6 +265,9 @@ func RenderHTTP(ln Listen, sitesDir string) []byte {
 	// 64 bytes ("could not build server_names_hash").
 	b.WriteString("server_names_hash_bucket_size 512;\n")
 	b.WriteString("server_names_hash_max_size 131072;\n")
+	// The sites' access logs: nginx's combined format and the time the
+	// request took.
+	fmt.Fprintf(&b, "log_format %s '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time';\n", accessLogFormat)
 	b.WriteString("server {\n")
 	fmt.Fprintf(&b, "    listen %s default_server;\n", ln.directive())
 	b.WriteString("    server_name _;\n")
