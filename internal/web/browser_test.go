@@ -19,6 +19,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
 	"github.com/ikabud/panel/internal/procmgr"
 	"github.com/ikabud/panel/internal/procmgr/procmgrtest"
@@ -249,6 +251,7 @@ func TestBrowser(t *testing.T) {
 		{"LogFlood", browserLogFlood},
 		{"PanelRestart", browserPanelRestart},
 		{"RemovedWhileOpen", browserRemovedWhileOpen},
+		{"AccessLogRefresh", browserAccessLogRefresh},
 	} {
 		t.Run(story.name, func(t *testing.T) { story.run(t, c) })
 	}
@@ -736,7 +739,7 @@ func (p *trackedPanel) start(addr string) {
 	if p.tweak != nil {
 		p.tweak(&wopt)
 	}
-	parts := wirePanel(t, e.db, e.fb, p.log, wopt, nil)
+	parts := wirePanel(t, e.db, e.fb, p.log, wopt, nil, nil)
 	stop := parts.run(t, func(ctx context.Context) error { return parts.srv.Serve(ctx, ln) })
 	// The network comes back first: an Accept held while "down" must return
 	// for the server to stop.
@@ -777,4 +780,32 @@ func (w *lineWriter) add(from, to int) {
 // shows is a page expression: the log's last line is the nth added.
 func (w *lineWriter) shows(n int) string {
 	return fmt.Sprintf(`(function () { var l = %s; return l.length >= %d && l[l.length-1] === %s; })()`, logTexts, n, jsQuote(w.want[n-1]))
+}
+
+// browserAccessLogRefresh: a customer sees the last requests to their site
+// on its page, and Refresh brings the new ones in place.
+func browserAccessLogRefresh(t *testing.T, c *chrome) {
+	front := &accessFront{lines: map[procmgr.InstanceID][]string{}}
+	e := newPanelEnvFront(t, nil, front)
+	uid := e.alice.ID
+	if _, err := e.svc.Create(context.Background(), auth.Principal{Name: "root", Role: auth.RoleAdmin},
+		instances.CreateRequest{ID: "shop", OwnerID: &uid, Spec: procmgr.SpecInput{Domains: []string{"shop.example.test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	front.add("shop", `127.0.0.1 - - [02/Dec/2026:16:21:23 +0000] "GET /first HTTP/1.1" 200 343 "-" "curl" 0.001`)
+	alice := c.person(t, e.base, "alice")
+	alice.login("alice")
+	alice.open("/instances/shop")
+	const shown = `(document.querySelector("pre[data-testid=access-log]") || {}).textContent || ""`
+	if got := evalPage[string](alice, shown); !strings.Contains(got, "GET /first") {
+		t.Fatalf("the page shows %q, want the first request", got)
+	}
+	alice.markPage()
+	front.add("shop", `127.0.0.1 - - [02/Dec/2026:16:21:24 +0000] "GET /second HTTP/1.1" 200 343 "-" "curl" 0.001`)
+	alice.do("click Refresh", chromedp.Click(chromedp.CSS(`#access-log .log-tools a`)))
+	alice.waitFor("the second request", "("+shown+`).indexOf("GET /second") >= 0`)
+	alice.noReload()
+	if n := evalPage[int](alice, `document.querySelectorAll("#access-log").length`); n != 1 {
+		t.Errorf("%d access-log sections after the refresh, want 1", n)
+	}
 }

@@ -123,8 +123,15 @@ func (h instancePages) show(c echo.Context) error {
 	if evs, err := h.s.svc.Audit(ctx, p, instances.AuditQuery{Instance: v.ID, Limit: 50}); err == nil {
 		m.Audit = auditRows(evs)
 	}
+	m.HasSite = len(v.Spec.Domains) > 0
+	if lines, err := h.s.svc.AccessLog(ctx, p, v.ID, accessLogLines); err == nil {
+		m.AccessLog = lines
+	}
 	return render(c, http.StatusOK, pages.Instance(m))
 }
+
+// accessLogLines is how many of the site's last requests its page shows.
+const accessLogLines = 20
 
 func orDash(s string) string {
 	if s == "" {

@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/ikabud/panel/internal/auth"
+	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
+	"github.com/ikabud/panel/internal/procmgr"
 )
 
 func TestPagesNeedASession(t *testing.T) {
@@ -525,5 +530,68 @@ func TestGeneratedPasswordShownOnce(t *testing.T) {
 	}
 	if pw2 := regexpFind(`data-testid="generated-password">([^<]+)<`, string(a.get(loc).body)); pw2 == "" || pw2 == pw {
 		t.Errorf("reset password shown %q (old %q)", pw2, pw)
+	}
+}
+
+// accessFront is a front door whose sites' access logs are given lines.
+type accessFront struct {
+	mu    sync.Mutex
+	lines map[procmgr.InstanceID][]string
+}
+
+func (f *accessFront) Publish(context.Context, procmgr.Spec) error        { return nil }
+func (f *accessFront) Withdraw(context.Context, procmgr.InstanceID) error { return nil }
+func (f *accessFront) Sync(context.Context, []procmgr.Spec) error         { return nil }
+func (f *accessFront) Probe(context.Context, procmgr.Spec) procmgr.HTTPProbe {
+	return procmgr.HTTPProbe{}
+}
+func (f *accessFront) Up(context.Context) (bool, string)   { return true, "test" }
+func (f *accessFront) RemoveLogs(procmgr.InstanceID) error { return nil }
+
+func (f *accessFront) AccessLog(id procmgr.InstanceID, n int) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lines[id]), nil
+}
+
+// add appends a request to id's log.
+func (f *accessFront) add(id procmgr.InstanceID, line string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lines[id] = append(f.lines[id], line)
+}
+
+// The instance page shows the site's last requests, as text (a visitor
+// chooses its User-Agent), to the people who may see the instance; an
+// instance without a domain says it has no site.
+func TestInstancePageShowsVisitorsRequests(t *testing.T) {
+	evil := `127.0.0.1 - - [02/Dec/2026:16:15:55 +0000] "GET / HTTP/1.1" 200 51959 "-" "<script>alert(1)</script>" 0.537`
+	front := &accessFront{lines: map[procmgr.InstanceID][]string{"site": {`127.0.0.1 - - [02/Dec/2026:16:15:54 +0000] "GET /first HTTP/1.1" 200 1 "-" "curl" 0.001`, evil}}}
+	e := newPanelEnvFront(t, nil, front)
+	ctx := context.Background()
+	root := auth.Principal{Name: "root", Role: auth.RoleAdmin}
+	uid := e.alice.ID
+	if _, err := e.svc.Create(ctx, root, instances.CreateRequest{ID: "site", OwnerID: &uid, Spec: procmgr.SpecInput{Domains: []string{"site.example.test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.mkInstance("nodomain", nil)
+
+	for _, who := range []string{"ann", "sam", "alice"} {
+		body := string(e.login(who).get("/instances/site").body)
+		if !strings.Contains(body, `data-testid="access-log"`) || !strings.Contains(body, "GET /first HTTP/1.1") {
+			t.Errorf("%s: the instance page does not show the site's requests", who)
+		}
+		if strings.Contains(body, "<script>alert(1)") || !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+			t.Errorf("%s: a request's text is not shown escaped", who)
+		}
+		if strings.Index(body, "GET /first") > strings.Index(body, "alert(1)") {
+			t.Errorf("%s: the requests are not oldest first", who)
+		}
+	}
+	if r := e.login("bob").get("/instances/site"); r.status != http.StatusNotFound {
+		t.Errorf("bob, who does not own the site, gets its page: %d", r.status)
+	}
+	if body := string(e.login("ann").get("/instances/nodomain").body); !strings.Contains(body, "this instance has no domain") {
+		t.Errorf("an instance without a domain does not say it has no site")
 	}
 }

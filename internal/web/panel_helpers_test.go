@@ -59,6 +59,12 @@ func netipLoopback() netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 // newPanelEnvWith lets a test change the hub's options (short ping periods).
 func newPanelEnvWith(t testing.TB, tweak func(*live.Options)) *panelEnv {
 	t.Helper()
+	return newPanelEnvFront(t, tweak, nil)
+}
+
+// newPanelEnvFront is newPanelEnvWith with a front door (nil: none).
+func newPanelEnvFront(t testing.TB, tweak func(*live.Options), front instances.FrontDoor) *panelEnv {
+	t.Helper()
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
@@ -66,7 +72,7 @@ func newPanelEnvWith(t testing.TB, tweak func(*live.Options)) *panelEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{ListenAddr: ln.Addr().String()}, tweak)
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{ListenAddr: ln.Addr().String()}, tweak, front)
 	t.Cleanup(p.run(t, func(ctx context.Context) error { return p.srv.Serve(ctx, ln) }))
 	e := &panelEnv{t: t, db: db, fb: fb, svc: p.svc, acc: p.acc, hub: p.hub, srv: p.srv, base: "http://" + ln.Addr().String()}
 	e.addUsers()
@@ -84,9 +90,9 @@ type panelParts struct {
 
 // wirePanel wires a panel over db and fb with the web options given (the
 // services are filled in) and the hub's options changed by tweak; run starts it.
-func wirePanel(t testing.TB, db *store.DB, fb *fakebackend.Backend, log *slog.Logger, wopt web.Options, tweak func(*live.Options)) panelParts {
+func wirePanel(t testing.TB, db *store.DB, fb *fakebackend.Backend, log *slog.Logger, wopt web.Options, tweak func(*live.Options), front instances.FrontDoor) panelParts {
 	t.Helper()
-	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log})
+	svc := instances.New(db, fb, instances.Options{Layout: procmgr.DefaultLayout(), Log: log, FrontDoor: front})
 	acc := auth.NewServiceWith(db, log, auth.Options{Argon2: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}})
 	wopt.Instances, wopt.Accounts, wopt.Log, wopt.Version = svc, acc, log, "test-1"
 	srv, err := web.New(wopt)

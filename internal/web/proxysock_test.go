@@ -29,7 +29,7 @@ func proxySocket(t *testing.T, uids ...int) (*http.Client, *store.DB) {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: "https://panel.example.test"}, nil)
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: "https://panel.example.test"}, nil, nil)
 	(&panelEnv{t: t, acc: p.acc}).addUsers()
 	path := filepath.Join(t.TempDir(), "web.sock")
 	ln, err := net.Listen("unix", path)
@@ -102,7 +102,7 @@ func TestProxyNginxSocket(t *testing.T) {
 	db := storetest.Open(t, store.DialectSQLite, store.Options{})
 	fb := fakebackend.New(fakebackend.Options{})
 	t.Cleanup(func() { fb.Close() })
-	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: public}, nil)
+	p := wirePanel(t, db, fb, procmgrtest.Logger(t, slog.LevelDebug), web.Options{PublicURL: public}, nil, nil)
 	sock := filepath.Join(t.TempDir(), "web.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

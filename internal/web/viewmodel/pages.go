@@ -83,6 +83,10 @@ type InstancePage struct {
 	Signals     []string
 	Owner       string
 	LogLines    int // how many lines the log panel keeps
+	// AccessLog is the last lines of the site's access log; HasSite says
+	// whether the instance has a site (domains) at all.
+	AccessLog []string
+	HasSite   bool
 	// Installed is the CMS admin login the create made, on the one view
 	// the create redirects to; nil otherwise.
 	Installed *InstalledLogin
