@@ -802,7 +802,7 @@ func browserAccessLogRefresh(t *testing.T, c *chrome) {
 	}
 	alice.markPage()
 	front.add("shop", `127.0.0.1 - - [02/Dec/2026:16:21:24 +0000] "GET /second HTTP/1.1" 200 343 "-" "curl" 0.001`)
-	alice.do("click Refresh", chromedp.Click(chromedp.CSS(`#access-log .log-tools a`)))
+	alice.do("click Refresh", chromedp.Click(chromedp.CSS(`#access-log .log-tools button`)))
 	alice.waitFor("the second request", "("+shown+`).indexOf("GET /second") >= 0`)
 	alice.noReload()
 	if n := evalPage[int](alice, `document.querySelectorAll("#access-log").length`); n != 1 {

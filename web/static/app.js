@@ -253,7 +253,7 @@
     var mk = function (el, label, fmt) {
       return new uPlot({ width: width(el), height: 160, legend: { show: true },
         scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(max * 1.2, 1)]; } } },
-        axes: [{ stroke: "#888", grid: { stroke: "rgba(128,128,128,.15)" } }, { stroke: "#888", size: 60, values: function (u, v) { return v.map(fmt); }, grid: { stroke: "rgba(128,128,128,.15)" } }],
+        axes: [{ stroke: "#888", grid: { stroke: "rgba(128,128,128,.15)" } }, { stroke: "#888", size: 72, values: function (u, v) { return v.map(fmt); }, grid: { stroke: "rgba(128,128,128,.15)" } }],
         series: [{}, { label: label, stroke: "#0172ad", fill: "rgba(1,114,173,.12)", width: 1.5, value: function (u, v) { return v == null ? "-" : fmt(v); } }] },
         [[], []], el);
     };
