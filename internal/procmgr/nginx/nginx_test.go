@@ -181,6 +181,24 @@ func (r *rig) site(t *testing.T, id string, uid int, domains ...string) procmgr.
 	return spec
 }
 
+// twoSites publishes site-a (a.example.test, and www.a.example.test with
+// www) and site-b (b.example.test), owned by different users.
+func (r *rig) twoSites(t *testing.T, ctx context.Context, www bool) (a, b procmgr.Spec) {
+	t.Helper()
+	domains := []string{"a.example.test"}
+	if www {
+		domains = append(domains, "www.a.example.test")
+	}
+	a = r.site(t, "site-a", 4001, domains...)
+	b = r.site(t, "site-b", 4002, "b.example.test")
+	for _, s := range []procmgr.Spec{a, b} {
+		if err := r.m.Publish(ctx, s); err != nil {
+			t.Fatalf("Publish %s: %v", s.ID, err)
+		}
+	}
+	return a, b
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -190,13 +208,7 @@ func ctxT(t *testing.T) context.Context {
 func TestPublishServesAndUnknownHostsGetNothing(t *testing.T) {
 	r := newRig(t)
 	ctx := ctxT(t)
-	a := r.site(t, "site-a", 4001, "a.example.test", "www.a.example.test")
-	b := r.site(t, "site-b", 4002, "b.example.test")
-	for _, s := range []procmgr.Spec{a, b} {
-		if err := r.m.Publish(ctx, s); err != nil {
-			t.Fatalf("Publish %s: %v", s.ID, err)
-		}
-	}
+	a, b := r.twoSites(t, ctx, true)
 	for host, want := range map[string]string{"a.example.test": "hello from site-a", "www.a.example.test": "hello from site-a", "b.example.test": "hello from site-b"} {
 		if code, body := r.get(t, host, "/hello.txt"); code != 200 || strings.TrimSpace(body) != want {
 			t.Errorf("%s: %d %q, want 200 %q", host, code, body, want)
@@ -291,13 +303,7 @@ func TestBrokenConfigIsRolledBack(t *testing.T) {
 func TestPlantedLinksAreNotFollowed(t *testing.T) {
 	r := newRig(t)
 	ctx := ctxT(t)
-	a := r.site(t, "site-a", 4001, "a.example.test")
-	b := r.site(t, "site-b", 4002, "b.example.test")
-	for _, s := range []procmgr.Spec{a, b} {
-		if err := r.m.Publish(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, b := r.twoSites(t, ctx, false)
 	pubA := r.layout.PublicDir(a.ID)
 	links := map[string]string{
 		"passwd.txt": "/etc/passwd",
@@ -423,13 +429,7 @@ func (r *rig) awaitLogged(t *testing.T, id procmgr.InstanceID, mark string) []st
 func TestAccessLogsWrittenRotatedAndPurged(t *testing.T) {
 	r := newRig(t)
 	ctx := ctxT(t)
-	a := r.site(t, "site-a", 4001, "a.example.test")
-	b := r.site(t, "site-b", 4002, "b.example.test")
-	for _, s := range []procmgr.Spec{a, b} {
-		if err := r.m.Publish(ctx, s); err != nil {
-			t.Fatalf("Publish %s: %v", s.ID, err)
-		}
-	}
+	a, b := r.twoSites(t, ctx, false)
 	if code := r.getAs(t, "a.example.test", "/hello.txt", "first-visitor"); code != 200 {
 		t.Fatalf("GET a: %d", code)
 	}
