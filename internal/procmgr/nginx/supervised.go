@@ -28,13 +28,11 @@ type Supervised struct {
 	PIDFile string // as Main names it
 	Log     *slog.Logger
 
-	mu      sync.Mutex
-	pid     int
-	exits   []time.Time
-	failed  string
-	closed  bool
-	watch   chan struct{} // closed when the watcher of the current pid ends
-	stopped chan struct{}
+	mu     sync.Mutex
+	pid    int
+	exits  []time.Time
+	failed string
+	closed bool
 }
 
 // The restart policy, as the instances' (procmgr's units and supervisor).

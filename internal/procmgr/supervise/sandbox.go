@@ -55,7 +55,7 @@ func sandboxMain(args []string) int {
 		return sandboxExit
 	}
 	if len(args) < 4 || args[2] != "--" {
-		return fail("arguments", errors.New("want UID GID -- PATH ARGV..."))
+		return fail("arguments", errors.New("want UID GID -- PATH [ARG]"))
 	}
 	uid, err1 := strconv.Atoi(args[0])
 	gid, err2 := strconv.Atoi(args[1])
