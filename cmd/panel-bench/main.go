@@ -646,6 +646,7 @@ func (b *bench) cleanup() {
 	p := b.layout.UnitPrefix
 	os.RemoveAll("/run/" + p + "-supervise")
 	os.RemoveAll("/var/log/" + p)
+	os.RemoveAll("/var/log/" + p + "-sites")
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + p)
 	for _, d := range append(dirs, "/sys/fs/cgroup/"+p) {
 		os.Remove(d)

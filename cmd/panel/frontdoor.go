@@ -54,7 +54,7 @@ func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backe
 		closeRunner = s.Close
 	}
 	m, err := nginx.New(nginx.Options{Layout: cfg.layout, Listen: ln, Runner: runner, Log: log,
-		AccessLogDir: filepath.Join("/var/log", cfg.layout.UnitPrefix, "sites")})
+		AccessLogDir: filepath.Join("/var/log", cfg.layout.UnitPrefix+"-sites")})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,7 +101,7 @@ func rotateAccessLogs(ctx context.Context, m *nginx.Manager, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		rotated, err := m.RotateLogs(ctx, accessLogMax)
+		rotated, err := m.RotateLogs(accessLogMax)
 		for _, id := range rotated {
 			log.Info("access log rotated", "instance", string(id), "action", "rotate-log")
 		}

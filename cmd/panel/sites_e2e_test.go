@@ -105,7 +105,7 @@ func testSitesThroughNginx(t *testing.T, backend string) {
 	if strings.Contains(access, "/.ikabud/") {
 		t.Errorf("the panel's probes are in the site's access log:\n%s", access)
 	}
-	accessFile := filepath.Join("/var/log", d.layout.UnitPrefix, "sites", string(a)+".access.log")
+	accessFile := filepath.Join("/var/log", d.layout.UnitPrefix+"-sites", string(a)+".access.log")
 	if _, err := os.Stat(accessFile); err != nil {
 		t.Errorf("access log file: %v", err)
 	}

@@ -174,6 +174,11 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 	if perr == nil {
 		installed, perr = s.install(bctx, spec, site)
 	}
+	if perr == nil && s.front != nil {
+		// A new instance's site starts with an empty access log, never
+		// with the lines of an earlier instance of the same id.
+		perr = s.front.RemoveLogs(id)
+	}
 	if perr == nil {
 		perr = s.publishSite(bctx, spec)
 	}

@@ -50,7 +50,8 @@ type Options struct {
 	// changed site (default 5 s).
 	ProbeTimeout time.Duration
 	// AccessLogDir holds each site's access log, <id>.access.log ("": the
-	// sites log no requests). Root's alone: nginx's master opens the files.
+	// sites log no requests). nginx's workers write there, and only they
+	// and root may read it.
 	AccessLogDir string
 }
 
@@ -109,8 +110,8 @@ func New(opt Options) (*Manager, error) {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	if opt.AccessLogDir != "" {
-		if err := os.MkdirAll(opt.AccessLogDir, 0o700); err != nil {
-			return nil, fmt.Errorf("nginx: %w", err)
+		if err := prepareAccessLogDir(opt.AccessLogDir, opt.Layout.WebUser); err != nil {
+			return nil, err
 		}
 	}
 	if target, err := os.Readlink(m.live()); err == nil {

@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +60,7 @@ func TestRenderGolden(t *testing.T) {
 	}
 	blog := mustSpec(t, "blog", procmgr.SpecInput{Domains: []string{"blog.example.test", "www.blog.example.test"}})
 	site := nginx.SiteOf(testLayout, blog)
-	site.AccessLog = "/var/log/ikabud/sites/blog.access.log"
+	site.AccessLogDir = "/var/log/ikabud-sites"
 	golden(t, "site-blog.conf", nginx.RenderSite(ln, site))
 	big := mustSpec(t, "big-uploads", procmgr.SpecInput{Domains: []string{"xn--bcher-kva.example"}, UploadMax: "2G", MaxExecutionTime: "300"})
 	golden(t, "site-big-uploads.conf", nginx.RenderSite(ln, nginx.SiteOf(testLayout, big)))
@@ -126,7 +128,7 @@ func newRig(t *testing.T) *rig {
 	}
 	main := root + "/etc/nginx-main.conf"
 	run := &nginx.Supervised{Main: main, PIDFile: root + "/run/nginx.pid", Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-	m, err := nginx.New(nginx.Options{Layout: l, Listen: ln, Runner: run, AccessLogDir: root + "/log/sites"})
+	m, err := nginx.New(nginx.Options{Layout: l, Listen: ln, Runner: run, AccessLogDir: root + "/log-sites"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,19 +447,20 @@ func TestAccessLogsWrittenRotatedAndPurged(t *testing.T) {
 	if got, _ := r.m.AccessLog(b.ID, 100); len(got) != 0 {
 		t.Errorf("site-b's access log has %q, want nothing (only site-a was visited)", got)
 	}
-	// nginx makes the files 0644: the directory keeps them root's.
-	if st, err := os.Stat(filepath.Dir(r.m.AccessLogPath(a.ID))); err != nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("access log directory: %v %v, want mode 0700 (root's alone)", st, err)
+	// nginx's workers make the files 0644: the directory keeps them
+	// theirs (and root's) alone.
+	if st, err := os.Stat(filepath.Dir(r.m.AccessLogPath(a.ID))); err != nil || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != uint32(wwwData(t)) {
+		t.Errorf("access log directory: %v %v, want mode 0700, owned by www-data", st, err)
 	}
 
-	rotated, err := r.m.RotateLogs(ctx, 0)
+	rotated, err := r.m.RotateLogs(0)
 	if err != nil || !slices.Equal(rotated, []procmgr.InstanceID{a.ID}) {
 		t.Fatalf("RotateLogs: %v %v, want [site-a] (site-b's log is empty)", rotated, err)
 	}
-	// A request an old worker still serves just after the reload goes to
-	// the rotated file; the new workers write a new one.
+	// No reload: the workers write on into the renamed file until they
+	// look the name up again (10 s), then into a new one.
 	var cur []byte
-	for i, deadline := 0, time.Now().Add(15*time.Second); !strings.Contains(string(cur), "second-visitor"); i++ {
+	for i, deadline := 0, time.Now().Add(20*time.Second); !strings.Contains(string(cur), "second-visitor"); i++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("no request reached a new access log after the rotation: %q", cur)
 		}
@@ -488,5 +491,79 @@ func TestAccessLogsWrittenRotatedAndPurged(t *testing.T) {
 		if _, err := os.Stat(f); !os.IsNotExist(err) {
 			t.Errorf("%s is left after the purge: %v", f, err)
 		}
+	}
+}
+
+// wwwData is the uid of nginx's workers here.
+func wwwData(t *testing.T) int {
+	t.Helper()
+	u, err := user.Lookup("www-data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uid
+}
+
+// readTail's window starts at a line, whether or not the cut falls on one,
+// and a log whose current file is read from its middle is not joined to
+// its rotated file (a gap would look continuous).
+func TestAccessLogTail(t *testing.T) {
+	dir := t.TempDir()
+	m, err := nginx.New(nginx.Options{Layout: procmgr.Layout{ConfigRoot: dir + "/etc", WebUser: "www-data"}, Listen: nginx.Listen{Port: 80},
+		Runner: &nginx.Supervised{}, AccessLogDir: dir + "/sites"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur, old strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&old, "old %06d\n", i)
+	}
+	for i := range 100000 {
+		fmt.Fprintf(&cur, "cur %06d\n", i) // 11 bytes a line
+	}
+	p := m.AccessLogPath("site")
+	os.WriteFile(p+".1", []byte(old.String()), 0o644)
+	os.WriteFile(p, []byte(cur.String()), 0o644)
+	lines, err := m.AccessLog("site", 10)
+	if err != nil || len(lines) != 10 || lines[0] != "cur 099990" || lines[9] != "cur 099999" {
+		t.Fatalf("last 10: %v %q", err, lines)
+	}
+	// Lines of 2 KiB (long user agents): 100 asked for, 100 KiB read of a
+	// 400 KiB file, so fewer lines than asked and none of the rotated
+	// file's, which would not follow on.
+	var long strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&long, "cur %06d %s\n", i, strings.Repeat("x", 2036))
+	}
+	os.WriteFile(p, []byte(long.String()), 0o644)
+	lines, _ = m.AccessLog("site", 100)
+	if len(lines) == 0 || len(lines) >= 100 || strings.HasPrefix(lines[0], "old") || !strings.HasPrefix(lines[len(lines)-1], "cur 000199") {
+		t.Fatalf("a current file read from its middle: %d lines, the first %.10q", len(lines), lines[0])
+	}
+	for i := 1; i < len(lines); i++ {
+		var a, b int
+		fmt.Sscanf(lines[i-1], "cur %d", &a)
+		fmt.Sscanf(lines[i], "cur %d", &b)
+		if b != a+1 {
+			t.Fatalf("a gap between %.10q and %.10q", lines[i-1], lines[i])
+		}
+	}
+	// A small current file is read whole, and the rotated one before it.
+	os.WriteFile(p, []byte("cur 000000\ncur 000001\n"), 0o644)
+	lines, _ = m.AccessLog("site", 4)
+	if !slices.Equal(lines, []string{"old 002998", "old 002999", "cur 000000", "cur 000001"}) {
+		t.Fatalf("across the rotation: %q", lines)
+	}
+	// A window that starts right at a line keeps that line: 65 lines of
+	// 1 KiB, 64 asked for, so 64 KiB are read from the start of the 2nd.
+	var exact strings.Builder
+	for i := range 65 {
+		fmt.Fprintf(&exact, "%04d %s\n", i, strings.Repeat("x", 1018))
+	}
+	os.WriteFile(p, []byte(exact.String()), 0o644)
+	lines, _ = m.AccessLog("site", 64)
+	if len(lines) != 64 || !strings.HasPrefix(lines[0], "0001 ") {
+		t.Fatalf("window at a line start: %d lines, the first %.10q", len(lines), lines[0])
 	}
 }

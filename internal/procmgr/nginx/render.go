@@ -92,8 +92,9 @@ type Site struct {
 	// ends a stuck request first and nginx's timeout is the bound for a
 	// pool that does not answer at all (frozen).
 	ReadTimeout int
-	// AccessLog is the file visitors' requests are logged to ("": none).
-	AccessLog string
+	// AccessLogDir holds the site's access log, <id>.access.log ("": the
+	// site logs no requests).
+	AccessLogDir string
 }
 
 // SiteOf is the site of an instance.
@@ -172,9 +173,16 @@ func RenderSite(ln Listen, s Site) []byte {
 	w(1, "server_name %s;", strings.Join(names, " "))
 	w(1, "root %s;", s.Root)
 	w(1, "index index.php index.html index.htm;")
-	if s.AccessLog != "" {
-		// Buffered: a busy site costs a write per 64 KiB or 5 s.
-		w(1, "access_log %s %s buffer=64k flush=5s;", s.AccessLog, accessLogFormat)
+	if s.AccessLogDir != "" {
+		// A path with a variable is opened by the workers when they
+		// write, not by the master at every load: a thousand sites are
+		// not a thousand open files in each nginx process (past the usual
+		// limit of 1,024, nginx -t fails). The descriptor is cached and
+		// the name looked up again after 10 s, so a log renamed by the
+		// rotation is followed by a new file without a reload.
+		w(1, "set $ikabud_site %s;", s.ID)
+		w(1, "access_log %s/$ikabud_site.access.log %s;", s.AccessLogDir, accessLogFormat)
+		w(1, "open_log_file_cache max=4 inactive=60s valid=10s;")
 	} else {
 		w(1, "access_log off;")
 	}

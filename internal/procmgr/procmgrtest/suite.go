@@ -68,6 +68,7 @@ func NewLayout(t testing.TB) procmgr.Layout {
 		// keeps: state, logs and its (by now empty) parent cgroups.
 		os.RemoveAll("/run/" + l.UnitPrefix + "-supervise")
 		os.RemoveAll("/var/log/" + l.UnitPrefix)
+		os.RemoveAll("/var/log/" + l.UnitPrefix + "-sites")
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + l.UnitPrefix)
 		for _, d := range append(dirs, "/sys/fs/cgroup/"+l.UnitPrefix) {
 			os.Remove(d)

@@ -38,13 +38,17 @@ func init() {
 	}
 }
 
-// sandboxArgs is the sandbox's command line for uid and gid and the
-// master's argv (argv[0] its path).
-func sandboxArgs(uid, gid int, argv []string) []string {
-	return append([]string{sandboxArg0, strconv.Itoa(uid), strconv.Itoa(gid), "--"}, argv...)
+// sandboxArgs is the sandbox's command line for uid and gid, the
+// directory the master starts in, and the master's argv (argv[0] its path).
+func sandboxArgs(uid, gid int, dir string, argv []string) []string {
+	return append([]string{sandboxArg0, strconv.Itoa(uid), strconv.Itoa(gid), dir, "--"}, argv...)
 }
 
-// sandboxMain runs in the re-executed process: UID GID -- PATH ARGV...
+// execFailed is the sandbox's exit status when the master's program cannot
+// be run (systemd's 203, EXIT_EXEC).
+const execFailed = 203
+
+// sandboxMain runs in the re-executed process: UID GID DIR -- PATH [ARG].
 // It returns only on failure; its error goes to stderr, the instance's log.
 func sandboxMain(args []string) int {
 	// init runs on the main thread; the namespace is this thread's, and
@@ -54,8 +58,8 @@ func sandboxMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "ikabud sandbox: %s: %v\n", step, err)
 		return sandboxExit
 	}
-	if len(args) < 4 || args[2] != "--" {
-		return fail("arguments", errors.New("want UID GID -- PATH [ARG]"))
+	if len(args) < 5 || args[3] != "--" {
+		return fail("arguments", errors.New("want UID GID DIR -- PATH [ARG]"))
 	}
 	uid, err1 := strconv.Atoi(args[0])
 	gid, err2 := strconv.Atoi(args[1])
@@ -79,7 +83,14 @@ func sandboxMain(args []string) int {
 	if err := syscall.Setuid(uid); err != nil {
 		return fail("setuid", err)
 	}
-	return fail("exec "+args[3], unix.Exec(args[3], args[3:], os.Environ()))
+	// As the instance's user: the directory is the tenant's, and root
+	// never follows a path a tenant could change.
+	if err := unix.Chdir(args[2]); err != nil {
+		return fail("chdir "+args[2], err)
+	}
+	err := unix.Exec(args[4], args[4:], os.Environ())
+	fmt.Fprintf(os.Stderr, "ikabud sandbox: exec %s: %v\n", args[4], err)
+	return execFailed
 }
 
 // hideProcesses gives the calling thread a mount namespace of its own with

@@ -18,10 +18,10 @@ import (
 // cgroups, then the wait for its first pong.
 
 // command is the master's exec: the instance's php-fpm link, as the instance
-// user with no supplementary groups, in a process group of its own, with a
-// clean environment, in the document root, stdin from /dev/null, through
-// the sandbox (sandbox.go: a /proc that shows the instance only its own
-// processes).
+// user with no supplementary groups, in a session of its own, with a clean
+// environment, in the document root (entered as that user), stdin from
+// /dev/null, through the sandbox (sandbox.go: a /proc that shows the
+// instance only its own processes).
 func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os.File) *exec.Cmd {
 	l := b.host.Layout
 	link := l.FPMBinaryLink(id)
@@ -32,9 +32,8 @@ func (b *Backend) command(id procmgr.InstanceID, u procmgr.InstanceUser, out *os
 		// version is picked up then. no_new_privs is set by the thread
 		// that forks it (cgroups.startIn).
 		Path:   "/proc/self/exe",
-		Args:   sandboxArgs(u.UID, u.GID, []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)}),
+		Args:   sandboxArgs(u.UID, u.GID, l.PublicDir(id), []string{link, "--nodaemonize", "--fpm-config", l.FPMConfigPath(id)}),
 		Env:    []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-		Dir:    l.PublicDir(id),
 		Stdout: out,
 		Stderr: out,
 		SysProcAttr: &syscall.SysProcAttr{
