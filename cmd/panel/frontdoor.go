@@ -84,10 +84,10 @@ func openFrontDoor(ctx context.Context, cfg serveConfig, backend instances.Backe
 	return m, func() { stopRotating(); closeRunner() }, nil
 }
 
-// Access logs are rotated past accessLogMax (the one before is kept, as
-// <file>.1), checked every accessLogCheck.
+// The sites' access log is rotated past accessLogMax (the one before is
+// kept, as access.log.1), checked every accessLogCheck.
 const (
-	accessLogMax   = 16 << 20
+	accessLogMax   = 64 << 20
 	accessLogCheck = time.Minute
 )
 
@@ -101,9 +101,9 @@ func rotateAccessLogs(ctx context.Context, m *nginx.Manager, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		rotated, err := m.RotateLogs(accessLogMax)
-		for _, id := range rotated {
-			log.Info("access log rotated", "instance", string(id), "action", "rotate-log")
+		rotated, err := m.RotateLogs(ctx, accessLogMax)
+		if rotated {
+			log.Info("access log rotated", "action", "rotate-log", "file", m.AccessLogPath())
 		}
 		if err != nil {
 			log.Error("rotating the access logs", "action", "rotate-log", "err", err)

@@ -174,11 +174,6 @@ func (s *Service) provisionNew(bctx context.Context, id procmgr.InstanceID, spec
 	if perr == nil {
 		installed, perr = s.install(bctx, spec, site)
 	}
-	if perr == nil && s.front != nil {
-		// A new instance's site starts with an empty access log, never
-		// with the lines of an earlier instance of the same id.
-		perr = s.front.RemoveLogs(id)
-	}
 	if perr == nil {
 		perr = s.publishSite(bctx, spec)
 	}
@@ -216,7 +211,7 @@ func (s *Service) install(ctx context.Context, spec procmgr.Spec, site cms.Site)
 // (Provision undid its own, this covers a half-made earlier attempt) and the
 // record.
 func (s *Service) rollbackCreate(ctx context.Context, id procmgr.InstanceID, why error) {
-	if err := s.withdrawSite(ctx, id, true); err != nil {
+	if err := s.withdrawSite(ctx, id); err != nil {
 		s.log.Error("rollback: withdraw site", "instance", string(id), "action", "create", "err", err)
 	}
 	if _, spec, _, _, ok := s.entryOf(id); ok && s.installer != nil {
@@ -250,19 +245,13 @@ func (s *Service) publishSite(ctx context.Context, spec procmgr.Spec) error {
 	return nil
 }
 
-// withdrawSite removes id's site from the front door, if there is one, and
-// with purge its access logs too.
-func (s *Service) withdrawSite(ctx context.Context, id procmgr.InstanceID, purge bool) error {
+// withdrawSite removes id's site from the front door, if there is one.
+func (s *Service) withdrawSite(ctx context.Context, id procmgr.InstanceID) error {
 	if s.front == nil {
 		return nil
 	}
 	if err := s.front.Withdraw(ctx, id); err != nil {
 		return fmt.Errorf("instances: withdraw the site of %s: %w", id, err)
-	}
-	if purge {
-		if err := s.front.RemoveLogs(id); err != nil {
-			return fmt.Errorf("instances: remove the access logs of %s: %w", id, err)
-		}
 	}
 	return nil
 }
@@ -610,7 +599,7 @@ func (s *Service) Remove(ctx context.Context, p auth.Principal, rawID string, pu
 	}
 	// The site goes first: its domains must not reach a socket that is
 	// about to vanish, nor files about to be deleted.
-	if err := s.withdrawSite(bctx, id, purge); err != nil {
+	if err := s.withdrawSite(bctx, id); err != nil {
 		s.recordError(bctx, id, err)
 		return err
 	}
@@ -798,10 +787,11 @@ func (s *Service) AccessLog(ctx context.Context, p auth.Principal, rawID string,
 	if err != nil {
 		return nil, err
 	}
-	if s.front == nil {
+	row, _, _, _, ok := s.entryOf(id)
+	if s.front == nil || !ok {
 		return []string{}, nil
 	}
-	lines, err := s.front.AccessLog(id, n)
+	lines, err := s.front.AccessLog(id, row.CreatedAt, n)
 	if lines == nil {
 		lines = []string{}
 	}

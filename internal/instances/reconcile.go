@@ -267,7 +267,7 @@ func (s *Service) reconcileOne(ctx context.Context, id procmgr.InstanceID) {
 		s.audit(p, "finish-create", id, err, "")
 	case PhaseRemoving, PhasePurging:
 		purge := row.Phase == PhasePurging
-		err := s.withdrawSite(bctx, id, purge)
+		err := s.withdrawSite(bctx, id)
 		if err == nil {
 			err = s.backend.Deprovision(bctx, id, purge)
 		}

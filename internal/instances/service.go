@@ -119,11 +119,9 @@ type FrontDoor interface {
 	// Up says whether the web server runs, in words for a person.
 	Up(ctx context.Context) (bool, string)
 
-	// AccessLog returns the last n lines of the instance's access log.
-	AccessLog(id procmgr.InstanceID, n int) ([]string, error)
-
-	// RemoveLogs deletes the instance's access logs (a purge).
-	RemoveLogs(id procmgr.InstanceID) error
+	// AccessLog returns the last n requests to the instance's site made
+	// since since (its creation: never an earlier instance's of the id).
+	AccessLog(id procmgr.InstanceID, since time.Time, n int) ([]string, error)
 }
 
 // Installer puts a CMS into a new instance and takes its database away

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ikabud/panel/internal/instances"
 	"github.com/ikabud/panel/internal/instances/fakebackend"
@@ -63,14 +64,7 @@ func (f *frontDoor) Probe(context.Context, procmgr.Spec) procmgr.HTTPProbe {
 
 func (f *frontDoor) Up(context.Context) (bool, string) { return true, "fake" }
 
-func (f *frontDoor) AccessLog(procmgr.InstanceID, int) ([]string, error) { return nil, nil }
-
-func (f *frontDoor) RemoveLogs(id procmgr.InstanceID) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "remove-logs "+string(id))
-	return nil
-}
+func (f *frontDoor) AccessLog(procmgr.InstanceID, time.Time, int) ([]string, error) { return nil, nil }
 
 func (f *frontDoor) domains(id string) string {
 	f.mu.Lock()

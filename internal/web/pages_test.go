@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ikabud/panel/internal/auth"
 	"github.com/ikabud/panel/internal/instances"
@@ -545,10 +546,9 @@ func (f *accessFront) Sync(context.Context, []procmgr.Spec) error         { retu
 func (f *accessFront) Probe(context.Context, procmgr.Spec) procmgr.HTTPProbe {
 	return procmgr.HTTPProbe{}
 }
-func (f *accessFront) Up(context.Context) (bool, string)   { return true, "test" }
-func (f *accessFront) RemoveLogs(procmgr.InstanceID) error { return nil }
+func (f *accessFront) Up(context.Context) (bool, string) { return true, "test" }
 
-func (f *accessFront) AccessLog(id procmgr.InstanceID, n int) ([]string, error) {
+func (f *accessFront) AccessLog(id procmgr.InstanceID, _ time.Time, n int) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.lines[id]), nil

@@ -2,35 +2,31 @@ package nginx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/ikabud/panel/internal/procmgr"
 )
 
-// The sites' access logs: one file per site in Options.AccessLogDir,
-// written by nginx's workers (the directory is theirs, 0700: no tenant can
-// read it), rotated by the panel (the file past its size renamed to
-// <file>.1, the one before that dropped; nginx's workers look the name up
-// again within 10 s and go on in a new file, so no reload is needed and no
-// line is lost), read back for the instance's people, and removed with a
-// purge or before an instance of the same id is made.
+// The sites' access log: one file, access.log in Options.AccessLogDir
+// (root's alone, 0700), every line starting with the instance's id and the
+// time; nginx's master opens it. The panel rotates it (past its size renamed
+// to access.log.1, the one before dropped, and nginx reloaded, which opens
+// it anew) and reads an instance's lines back for its people, only those
+// written since the instance was made (an earlier instance of the same id
+// was another customer's). A removed instance's lines leave with the
+// rotations.
 
-// prepareAccessLogDir makes dir, nginx's workers' (web user's) alone.
-func prepareAccessLogDir(dir, webUser string) error {
-	u, err := user.Lookup(webUser)
-	if err != nil {
-		return fmt.Errorf("nginx: the web server's user: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+// prepareAccessLogDir makes dir, root's alone.
+func prepareAccessLogDir(dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("nginx: %w", err)
 	}
@@ -40,7 +36,7 @@ func prepareAccessLogDir(dir, webUser string) error {
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("nginx: %s is not a directory", dir)
 	}
-	if err := os.Lchown(dir, uid, gid); err != nil {
+	if err := os.Chown(dir, 0, 0); err != nil {
 		return fmt.Errorf("nginx: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -52,67 +48,65 @@ func prepareAccessLogDir(dir, webUser string) error {
 // siteOf is the site of spec as this Manager serves it.
 func (m *Manager) siteOf(spec procmgr.Spec) Site {
 	s := SiteOf(m.opt.Layout, spec)
-	s.AccessLogDir = m.opt.AccessLogDir
+	s.AccessLog = m.AccessLogPath()
 	return s
 }
 
-// AccessLogPath is the file of id's access log ("": no access logs).
-func (m *Manager) AccessLogPath(id procmgr.InstanceID) string {
+// AccessLogPath is the sites' access log ("": none).
+func (m *Manager) AccessLogPath() string {
 	if m.opt.AccessLogDir == "" {
 		return ""
 	}
-	return filepath.Join(m.opt.AccessLogDir, string(id)+".access.log")
+	return filepath.Join(m.opt.AccessLogDir, "access.log")
 }
 
-// RotateLogs renames every access log larger than limit to <file>.1 (the
-// older one goes). It goes on past a log it cannot rename, and returns the
-// instances whose logs it rotated with the errors of the others.
-func (m *Manager) RotateLogs(limit int64) ([]procmgr.InstanceID, error) {
-	if m.opt.AccessLogDir == "" {
-		return nil, nil
+// RotateLogs renames the access log to access.log.1 (the older one goes)
+// when it is larger than limit, and reloads nginx, which opens it anew. A
+// reload that failed is tried again at the next call. It says whether it
+// rotated.
+func (m *Manager) RotateLogs(ctx context.Context, limit int64) (bool, error) {
+	p := m.AccessLogPath()
+	if p == "" {
+		return false, nil
 	}
 	m.mu.Lock()
-	ids := make([]procmgr.InstanceID, 0, len(m.sites))
-	for id := range m.sites {
-		ids = append(ids, id)
-	}
-	m.mu.Unlock()
-	var rotated []procmgr.InstanceID
-	var errs []error
-	for _, id := range ids {
-		p := m.AccessLogPath(id)
-		st, err := os.Lstat(p)
-		if err != nil || !st.Mode().IsRegular() || st.Size() <= limit {
-			continue
-		}
+	defer m.mu.Unlock()
+	rotated := false
+	if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && st.Size() > limit {
 		if err := os.Rename(p, p+".1"); err != nil {
-			errs = append(errs, err)
-			continue
+			return false, fmt.Errorf("nginx: rotate the access log: %w", err)
 		}
-		rotated = append(rotated, id)
+		rotated, m.reopen = true, true
 	}
-	return rotated, errors.Join(errs...)
+	if !m.reopen {
+		return rotated, nil
+	}
+	// Until the reload nginx writes on into the renamed file: nothing is
+	// lost, and the next lines go to a new one.
+	if err := m.opt.Runner.Reload(ctx); err != nil {
+		return rotated, fmt.Errorf("nginx: reopen the access log: %w", err)
+	}
+	m.reopen = false
+	return rotated, nil
 }
 
-// Reading a log reads at most this much of each of its two files.
-const (
-	bytesPerLine = 1 << 10
-	minTailRead  = 64 << 10
-	maxTailRead  = 8 << 20
-)
+// Reading the log reads at most this much of each of its two files.
+const maxTailRead = 16 << 20
 
-// AccessLog returns the last n lines of id's access log, oldest first:
-// the current file's, and the rotated file's before them when the current
-// one was read whole and holds fewer. At most 8 MiB of each is read.
-func (m *Manager) AccessLog(id procmgr.InstanceID, n int) ([]string, error) {
-	p := m.AccessLogPath(id)
+// AccessLog returns the last n requests to id's site made since since,
+// oldest first, without the id and time that start each line: the current
+// file's, and the rotated file's before them when the current one was read
+// whole and holds fewer. At most the last 16 MiB of each file are read: a
+// site with no request among them has none to show.
+func (m *Manager) AccessLog(id procmgr.InstanceID, since time.Time, n int) ([]string, error) {
+	p := m.AccessLogPath()
 	if p == "" || n <= 0 {
 		return nil, nil
 	}
-	limit := min(max(int64(n)*bytesPerLine, minTailRead), maxTailRead)
+	prefix := []byte(string(id) + " ")
 	var lines []string
 	for _, f := range []string{p, p + ".1"} {
-		data, whole, err := readTail(f, limit)
+		data, whole, err := readTail(f, maxTailRead)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -121,9 +115,19 @@ func (m *Manager) AccessLog(id procmgr.InstanceID, n int) ([]string, error) {
 		}
 		var got []string
 		for _, l := range bytes.Split(data, []byte("\n")) {
-			if len(l) > 0 {
-				got = append(got, string(l))
+			rest, ok := bytes.CutPrefix(l, prefix)
+			if !ok {
+				continue
 			}
+			at, line, ok := bytes.Cut(rest, []byte(" "))
+			if !ok {
+				continue
+			}
+			secs, err := strconv.ParseFloat(string(at), 64)
+			if err != nil || time.UnixMilli(int64(secs*1000)).Before(since) {
+				continue
+			}
+			got = append(got, string(line))
 		}
 		lines = append(got, lines...)
 		// A file read from its middle: lines before what was read are
@@ -170,19 +174,4 @@ func readTail(path string, limit int64) (data []byte, whole bool, err error) {
 		}
 	}
 	return buf, off == 0, nil
-}
-
-// RemoveLogs deletes id's access logs.
-func (m *Manager) RemoveLogs(id procmgr.InstanceID) error {
-	p := m.AccessLogPath(id)
-	if p == "" {
-		return nil
-	}
-	var errs []error
-	for _, f := range []string{p, p + ".1"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

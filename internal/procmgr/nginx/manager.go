@@ -49,9 +49,8 @@ type Options struct {
 	// ProbeTimeout bounds the wait for a reloaded nginx to serve a
 	// changed site (default 5 s).
 	ProbeTimeout time.Duration
-	// AccessLogDir holds each site's access log, <id>.access.log ("": the
-	// sites log no requests). nginx's workers write there, and only they
-	// and root may read it.
+	// AccessLogDir holds the sites' access log, access.log ("": the sites
+	// log no requests). Root's alone: nginx's master opens the file.
 	AccessLogDir string
 }
 
@@ -72,6 +71,8 @@ type Manager struct {
 	// change that changes no site still rewrites it (the tree on disk may
 	// hold sites of an earlier panel).
 	synced bool
+	// reopen: the access log was rotated and nginx not yet reloaded.
+	reopen bool
 }
 
 // New prepares the config directory and reads which generation is live.
@@ -110,7 +111,7 @@ func New(opt Options) (*Manager, error) {
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
 	if opt.AccessLogDir != "" {
-		if err := prepareAccessLogDir(opt.AccessLogDir, opt.Layout.WebUser); err != nil {
+		if err := prepareAccessLogDir(opt.AccessLogDir); err != nil {
 			return nil, err
 		}
 	}

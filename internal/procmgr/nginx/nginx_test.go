@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -60,7 +59,7 @@ func TestRenderGolden(t *testing.T) {
 	}
 	blog := mustSpec(t, "blog", procmgr.SpecInput{Domains: []string{"blog.example.test", "www.blog.example.test"}})
 	site := nginx.SiteOf(testLayout, blog)
-	site.AccessLogDir = "/var/log/ikabud-sites"
+	site.AccessLog = "/var/log/ikabud-sites/access.log"
 	golden(t, "site-blog.conf", nginx.RenderSite(ln, site))
 	big := mustSpec(t, "big-uploads", procmgr.SpecInput{Domains: []string{"xn--bcher-kva.example"}, UploadMax: "2G", MaxExecutionTime: "300"})
 	golden(t, "site-big-uploads.conf", nginx.RenderSite(ln, nginx.SiteOf(testLayout, big)))
@@ -405,13 +404,13 @@ func (r *rig) getAs(t *testing.T, host, path, agent string) int {
 	return res.StatusCode
 }
 
-// awaitLogged waits (nginx flushes its buffer every 5 s) until id's access
-// log has a line with mark, and returns the log.
-func (r *rig) awaitLogged(t *testing.T, id procmgr.InstanceID, mark string) []string {
+// awaitLogged waits (nginx flushes its buffer every 5 s) until id's
+// requests since the test began include one with mark, and returns them.
+func (r *rig) awaitLogged(t *testing.T, id procmgr.InstanceID, since time.Time, mark string) []string {
 	t.Helper()
 	deadline := time.Now().Add(12 * time.Second)
 	for {
-		lines, err := r.m.AccessLog(id, 100)
+		lines, err := r.m.AccessLog(id, since, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -425,84 +424,51 @@ func (r *rig) awaitLogged(t *testing.T, id procmgr.InstanceID, mark string) []st
 	}
 }
 
-// Each site logs its visitors' requests to a file of its own (never the
-// panel's probes), rotated to <file>.1 past its size with nothing lost,
-// and removed with a purge.
-func TestAccessLogsWrittenRotatedAndPurged(t *testing.T) {
+// The sites log their visitors' requests (never the panel's probes) to one
+// file, each read back alone and only since a given time (an earlier
+// instance of the same id is not shown); rotated to access.log.1 past its
+// size with nothing lost.
+func TestAccessLogWrittenReadAndRotated(t *testing.T) {
 	r := newRig(t)
 	ctx := ctxT(t)
+	start := time.Now().Add(-time.Second)
 	a, b := r.twoSites(t, ctx, false)
 	if code := r.getAs(t, "a.example.test", "/hello.txt", "first-visitor"); code != 200 {
 		t.Fatalf("GET a: %d", code)
 	}
-	lines := r.awaitLogged(t, a.ID, "first-visitor")
+	lines := r.awaitLogged(t, a.ID, start, "first-visitor")
 	for _, l := range lines {
 		if strings.Contains(l, "/.ikabud/") {
 			t.Errorf("the panel's probe is in the site's access log: %q", l)
 		}
 	}
-	if !strings.Contains(lines[len(lines)-1], `"GET /hello.txt HTTP/1.1" 200 `) {
-		t.Errorf("last line %q: want the request and its status", lines[len(lines)-1])
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "127.0.0.1 - - [") || !strings.Contains(last, `"GET /hello.txt HTTP/1.1" 200 `) {
+		t.Errorf("last line %q: want the combined format, without the id and time", last)
 	}
-	if got, _ := r.m.AccessLog(b.ID, 100); len(got) != 0 {
+	if got, _ := r.m.AccessLog(b.ID, start, 100); len(got) != 0 {
 		t.Errorf("site-b's access log has %q, want nothing (only site-a was visited)", got)
 	}
-	// nginx's workers make the files 0644: the directory keeps them
-	// theirs (and root's) alone.
-	if st, err := os.Stat(filepath.Dir(r.m.AccessLogPath(a.ID))); err != nil || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != uint32(wwwData(t)) {
-		t.Errorf("access log directory: %v %v, want mode 0700, owned by www-data", st, err)
+	if got, _ := r.m.AccessLog(a.ID, time.Now().Add(time.Minute), 100); len(got) != 0 {
+		t.Errorf("requests from before the instance was made are shown: %q", got)
+	}
+	if st, err := os.Stat(filepath.Dir(r.m.AccessLogPath())); err != nil || st.Mode().Perm() != 0o700 || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("access log directory: %v %v, want mode 0700, root's", st, err)
 	}
 
-	rotated, err := r.m.RotateLogs(0)
-	if err != nil || !slices.Equal(rotated, []procmgr.InstanceID{a.ID}) {
-		t.Fatalf("RotateLogs: %v %v, want [site-a] (site-b's log is empty)", rotated, err)
+	rotated, err := r.m.RotateLogs(ctx, 0)
+	if err != nil || !rotated {
+		t.Fatalf("RotateLogs: %v %v", rotated, err)
 	}
-	// No reload: the workers write on into the renamed file until they
-	// look the name up again (10 s), then into a new one.
-	var cur []byte
-	for i, deadline := 0, time.Now().Add(20*time.Second); !strings.Contains(string(cur), "second-visitor"); i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("no request reached a new access log after the rotation: %q", cur)
-		}
-		r.getAs(t, "a.example.test", "/hello.txt", fmt.Sprintf("second-visitor-%d", i))
-		time.Sleep(500 * time.Millisecond)
-		cur, _ = os.ReadFile(r.m.AccessLogPath(a.ID))
+	r.getAs(t, "a.example.test", "/hello.txt", "second-visitor")
+	lines = r.awaitLogged(t, a.ID, start, "second-visitor")
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "first-visitor") }) {
+		t.Errorf("the line from before the rotation is not read: %q", lines)
 	}
-	if strings.Contains(string(cur), "first-visitor") {
-		t.Errorf("the new file has the line from before the rotation: %q", cur)
+	cur, _ := os.ReadFile(r.m.AccessLogPath())
+	old, _ := os.ReadFile(r.m.AccessLogPath() + ".1")
+	if !strings.Contains(string(old), "first-visitor") || strings.Contains(string(cur), "first-visitor") {
+		t.Errorf("after the rotation: the old file %q, the new %q", old, cur)
 	}
-	old, err := os.ReadFile(r.m.AccessLogPath(a.ID) + ".1")
-	if err != nil || !strings.Contains(string(old), "first-visitor") {
-		t.Errorf("rotated file: %v %q, want the first visit", err, old)
-	}
-	lines, _ = r.m.AccessLog(a.ID, 100)
-	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "first-visitor") }) ||
-		!slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "second-visitor") }) {
-		t.Errorf("AccessLog does not read across the rotation: %q", lines)
-	}
-
-	if err := r.m.Withdraw(ctx, a.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.m.RemoveLogs(a.ID); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{r.m.AccessLogPath(a.ID), r.m.AccessLogPath(a.ID) + ".1"} {
-		if _, err := os.Stat(f); !os.IsNotExist(err) {
-			t.Errorf("%s is left after the purge: %v", f, err)
-		}
-	}
-}
-
-// wwwData is the uid of nginx's workers here.
-func wwwData(t *testing.T) int {
-	t.Helper()
-	u, err := user.Lookup("www-data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	return uid
 }
 
 // readTail's window starts at a line, whether or not the cut falls on one,
@@ -515,55 +481,52 @@ func TestAccessLogTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cur, old strings.Builder
+	p := m.AccessLogPath()
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	line := func(b *strings.Builder, id string, sec int, text string) {
+		fmt.Fprintf(b, "%s %d.000 %s\n", id, t0.Unix()+int64(sec), text)
+	}
+	var old, cur strings.Builder
 	for i := range 3000 {
-		fmt.Fprintf(&old, "old %06d\n", i)
+		line(&old, "site", i, fmt.Sprintf("old %06d", i))
+		line(&old, "other", i, "other's")
 	}
-	for i := range 100000 {
-		fmt.Fprintf(&cur, "cur %06d\n", i) // 11 bytes a line
-	}
-	p := m.AccessLogPath("site")
+	line(&cur, "site", 3000, "cur 000000")
+	line(&cur, "site-2", 3000, "not site's")
+	line(&cur, "site", 3001, "cur 000001")
 	os.WriteFile(p+".1", []byte(old.String()), 0o644)
 	os.WriteFile(p, []byte(cur.String()), 0o644)
-	lines, err := m.AccessLog("site", 10)
-	if err != nil || len(lines) != 10 || lines[0] != "cur 099990" || lines[9] != "cur 099999" {
-		t.Fatalf("last 10: %v %q", err, lines)
+	lines, err := m.AccessLog("site", t0, 4)
+	if err != nil || !slices.Equal(lines, []string{"old 002998", "old 002999", "cur 000000", "cur 000001"}) {
+		t.Fatalf("last 4 across the rotation: %v %q", err, lines)
 	}
-	// Lines of 2 KiB (long user agents): 100 asked for, 100 KiB read of a
-	// 400 KiB file, so fewer lines than asked and none of the rotated
-	// file's, which would not follow on.
-	var long strings.Builder
-	for i := range 200 {
-		fmt.Fprintf(&long, "cur %06d %s\n", i, strings.Repeat("x", 2036))
+	if lines, _ := m.AccessLog("site", t0.Add(2999*time.Second), 10); !slices.Equal(lines, []string{"old 002999", "cur 000000", "cur 000001"}) {
+		t.Fatalf("since the 2,999th second: %q", lines)
 	}
-	os.WriteFile(p, []byte(long.String()), 0o644)
-	lines, _ = m.AccessLog("site", 100)
-	if len(lines) == 0 || len(lines) >= 100 || strings.HasPrefix(lines[0], "old") || !strings.HasPrefix(lines[len(lines)-1], "cur 000199") {
+	// A current file larger than what is read: none of the rotated
+	// file's lines, which would not follow on.
+	var big strings.Builder
+	for i := range 20000 {
+		line(&big, "site", 4000+i, fmt.Sprintf("cur %06d %s", i, strings.Repeat("x", 1000)))
+	}
+	os.WriteFile(p, []byte(big.String()), 0o644)
+	lines, _ = m.AccessLog("site", t0, 20000)
+	if len(lines) == 0 || len(lines) >= 20000 || strings.HasPrefix(lines[0], "old") || !strings.HasPrefix(lines[len(lines)-1], "cur 019999") {
 		t.Fatalf("a current file read from its middle: %d lines, the first %.10q", len(lines), lines[0])
 	}
-	for i := 1; i < len(lines); i++ {
-		var a, b int
-		fmt.Sscanf(lines[i-1], "cur %d", &a)
-		fmt.Sscanf(lines[i], "cur %d", &b)
-		if b != a+1 {
-			t.Fatalf("a gap between %.10q and %.10q", lines[i-1], lines[i])
-		}
+	// The window starts right at a line: that line is kept. A filler
+	// line at the end moves the window's start to the next line's.
+	data := big.String()
+	cut := len(data) - 16<<20
+	if cut <= 0 {
+		t.Fatalf("the file is smaller than the 16 MiB read: %d", len(data))
 	}
-	// A small current file is read whole, and the rotated one before it.
-	os.WriteFile(p, []byte("cur 000000\ncur 000001\n"), 0o644)
-	lines, _ = m.AccessLog("site", 4)
-	if !slices.Equal(lines, []string{"old 002998", "old 002999", "cur 000000", "cur 000001"}) {
-		t.Fatalf("across the rotation: %q", lines)
-	}
-	// A window that starts right at a line keeps that line: 65 lines of
-	// 1 KiB, 64 asked for, so 64 KiB are read from the start of the 2nd.
-	var exact strings.Builder
-	for i := range 65 {
-		fmt.Fprintf(&exact, "%04d %s\n", i, strings.Repeat("x", 1018))
-	}
-	os.WriteFile(p, []byte(exact.String()), 0o644)
-	lines, _ = m.AccessLog("site", 64)
-	if len(lines) != 64 || !strings.HasPrefix(lines[0], "0001 ") {
-		t.Fatalf("window at a line start: %d lines, the first %.10q", len(lines), lines[0])
+	next := cut + strings.IndexByte(data[cut:], '\n') + 1
+	filler := strings.Repeat("-", next-cut-1) + "\n"
+	os.WriteFile(p, []byte(data+filler), 0o644)
+	want := strings.SplitN(data[next:], "\n", 2)[0]
+	lines, _ = m.AccessLog("site", t0, 20000)
+	if len(lines) == 0 || !strings.HasSuffix(want, lines[0]) {
+		t.Fatalf("the window's first line: got %.20q, want the line %.30q", lines, want)
 	}
 }
