@@ -30,7 +30,7 @@ const misbehave = `<?php
 $t = $_GET['t'] ?? '';
 if ($t === 'forkbomb') exec('timeout 8 sh -c ' . escapeshellarg('i=0; while [ $i -lt 2000 ]; do sleep 8 </dev/null >/dev/null 2>&1 & i=$((i+1)); done') . ' >/dev/null 2>&1');
 if ($t === 'memhog') exec('timeout 8 sh -c "head -c 3000000000 /dev/zero | tail > /dev/null" 2>&1');
-if ($t === 'cpuburn') exec('timeout 8 sh -c "while :; do :; done" & timeout 8 sh -c "while :; do :; done" & timeout 8 sh -c "while :; do :; done" & wait');
+if ($t === 'cpuburn') { exec('sh -c ' . escapeshellarg('timeout 8 sh -c "while :; do :; done" & timeout 8 sh -c "while :; do :; done" & timeout 8 sh -c "while :; do :; done" & wait; times'), $o); echo implode("\n", $o), "\n"; }
 echo "done $t";
 `
 
@@ -93,28 +93,45 @@ func (b *bench) siteFigures(samples int) error {
 	// moves with anything else the machine does, so the medians are
 	// compared.
 	var quiets, louds []time.Duration
+	var shares []float64
+	aStatus := func() procmgr.Status {
+		var v instances.View
+		b.api("GET", "/api/v1/instances/sitea", nil, &v)
+		return v.Status
+	}
 	for round := 0; round < 3; round++ {
+		// A quiet first: the fork bomb's sleeping children of the last
+		// round would also hold A's TasksMax, and the next burners could
+		// not start.
+		for deadline := time.Now().Add(20 * time.Second); aStatus().Tasks > 8 && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+		}
 		quiet, err := steadyP99(b.sitesAddr, "siteb.example.test", "/", 200, 6*time.Second)
 		if err != nil {
 			return err
 		}
 		var wg sync.WaitGroup
-		for _, t := range []string{"forkbomb", "memhog", "cpuburn"} {
+		var burnt string
+		// The burners first, before the fork bomb fills TasksMax.
+		for _, t := range []string{"cpuburn", "memhog", "forkbomb"} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				get(b.sitesAddr, "sitea.example.test", "/m.php?t="+t, 30*time.Second)
+				_, body := get(b.sitesAddr, "sitea.example.test", "/m.php?t="+t, 30*time.Second)
+				if t == "cpuburn" {
+					burnt = body
+				}
 			}()
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		loud, err := steadyP99(b.sitesAddr, "siteb.example.test", "/", 200, 6*time.Second)
 		wg.Wait()
+		shares = append(shares, burnShare(burnt, 8*time.Second))
 		if err != nil {
 			return err
 		}
 		quiets, louds = append(quiets, quiet), append(louds, loud)
-		// A's sleeping children go before the next quiet round.
-		time.Sleep(3 * time.Second)
 	}
 	quiet, loud := pct(quiets, 0.5), pct(louds, 0.5)
 	ratio := float64(loud) / float64(quiet)
@@ -141,6 +158,7 @@ func (b *bench) siteFigures(samples int) error {
 	}
 	b.note(fmt.Sprintf("  for scale, the same three CPU burners outside any instance (no quota, nice 19): B's p99 %s, ratio %.2f", ms(unbounded), float64(unbounded)/float64(quiet)))
 	b.note(fmt.Sprintf("  A: MemoryMax 256M, TasksMax 32, CPUQuota 50%%; B: defaults; steady load on B's index page: 200 requests/s for 6 s, each at its time (open loop); medians of 3 rounds each (quiet %v, loud %v)", roundMS(quiets), roundMS(louds)))
+	b.note(fmt.Sprintf("  A's burners got %.2f %.2f %.2f of a CPU in the loud rounds (their CPU time over their 8 s, from sh's times; A's quota 0.50)", shares[0], shares[1], shares[2]))
 
 	// 4. create --cms wordpress until its front page answers; its floor,
 	// copying the same tree alone (the disk's state in this run).
@@ -407,6 +425,24 @@ func (b *bench) copyFloor(name string) (time.Duration, error) {
 		return 0, fmt.Errorf("cp: %v: %s", err, out)
 	}
 	return time.Since(start), nil
+}
+
+// burnShare reads the children's CPU time from sh's times (the second of
+// its two lines: "0m3.990000s 0m0.010000s", user and system) in out, and
+// returns it over d, in CPUs; -1 when out has none.
+func burnShare(out string, d time.Duration) float64 {
+	var found []time.Duration
+	for _, line := range strings.Split(out, "\n") {
+		var um, sm int
+		var us, ss float64
+		if n, _ := fmt.Sscanf(strings.TrimSpace(line), "%dm%fs %dm%fs", &um, &us, &sm, &ss); n == 4 {
+			found = append(found, time.Duration(um+sm)*time.Minute+time.Duration((us+ss)*float64(time.Second)))
+		}
+	}
+	if len(found) < 2 {
+		return -1
+	}
+	return float64(found[1]) / float64(d)
 }
 
 func roundMS(ds []time.Duration) []string {
