@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -90,8 +91,13 @@ func (m *Manager) RotateLogs(ctx context.Context, limit int64) (bool, error) {
 	return rotated, nil
 }
 
-// Reading the log reads at most this much of each of its two files.
-const maxTailRead = 16 << 20
+// Reading the log reads at most this much of each of its two files, from
+// the end back, a chunk at a time, and stops once it has the lines asked
+// for: the requests of a busy site are found in its last few chunks.
+const (
+	maxTailRead = 16 << 20
+	tailChunk   = 64 << 10
+)
 
 // AccessLog returns the last n requests to id's site made since since,
 // oldest first, without the id and time that start each line: the current
@@ -106,29 +112,20 @@ func (m *Manager) AccessLog(id procmgr.InstanceID, since time.Time, n int) ([]st
 	prefix := []byte(string(id) + " ")
 	var lines []string
 	for _, f := range []string{p, p + ".1"} {
-		data, whole, err := readTail(f, maxTailRead)
+		var got []string // newest first
+		whole, err := scanBack(f, maxTailRead, func(l []byte) bool {
+			if text, ok := requestOf(l, prefix, since); ok {
+				got = append(got, text)
+			}
+			return len(lines)+len(got) < n
+		})
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		var got []string
-		for _, l := range bytes.Split(data, []byte("\n")) {
-			rest, ok := bytes.CutPrefix(l, prefix)
-			if !ok {
-				continue
-			}
-			at, line, ok := bytes.Cut(rest, []byte(" "))
-			if !ok {
-				continue
-			}
-			secs, err := strconv.ParseFloat(string(at), 64)
-			if err != nil || time.UnixMilli(int64(secs*1000)).Before(since) {
-				continue
-			}
-			got = append(got, string(line))
-		}
+		slices.Reverse(got)
 		lines = append(got, lines...)
 		// A file read from its middle: lines before what was read are
 		// missing, so an older file's lines would not follow on.
@@ -136,42 +133,76 @@ func (m *Manager) AccessLog(id procmgr.InstanceID, since time.Time, n int) ([]st
 			break
 		}
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
 	return lines, nil
 }
 
-// readTail reads at most the last limit bytes of path, from the start of
-// a line; whole says it read the file from its start.
-func readTail(path string, limit int64) (data []byte, whole bool, err error) {
+// requestOf is the request a log line records, if the line is prefix's
+// (the instance's id and a space) and from since on.
+func requestOf(l, prefix []byte, since time.Time) (string, bool) {
+	rest, ok := bytes.CutPrefix(l, prefix)
+	if !ok {
+		return "", false
+	}
+	at, line, ok := bytes.Cut(rest, []byte(" "))
+	if !ok {
+		return "", false
+	}
+	secs, err := strconv.ParseFloat(string(at), 64)
+	if err != nil || time.UnixMilli(int64(secs*1000)).Before(since) {
+		return "", false
+	}
+	return string(line), true
+}
+
+// scanBack gives keep path's lines from the last back, reading at most
+// the last limit bytes, until keep says no more. whole says the scan
+// reached the file's first line.
+func scanBack(path string, limit int64, keep func(line []byte) bool) (whole bool, err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("nginx: %s is not a regular file", path)
+		return false, fmt.Errorf("nginx: %s is not a regular file", path)
 	}
-	off := max(st.Size()-limit, 0)
-	// One byte before the window, to know whether it starts a line.
-	from := max(off-1, 0)
-	buf := make([]byte, st.Size()-from)
-	n, err := f.ReadAt(buf, from)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, false, err
+	pos, stop := st.Size(), max(st.Size()-limit, 0)
+	var head []byte // the start of the file's part read so far: a line's end, or a whole line at pos
+	for pos > stop {
+		size := min(int64(tailChunk), pos-stop)
+		pos -= size
+		buf := make([]byte, size, size+int64(len(head)))
+		if _, err := f.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
+			return false, err
+		}
+		data := append(buf, head...)
+		end := len(data)
+		for {
+			i := bytes.LastIndexByte(data[:end], '\n')
+			if i < 0 {
+				break
+			}
+			if line := data[i+1 : end]; len(line) > 0 && !keep(line) {
+				return false, nil
+			}
+			end = i
+		}
+		head = data[:end]
 	}
-	buf = buf[:n]
-	if off > 0 {
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			buf = buf[i+1:]
-		} else {
-			buf = nil
+	// What is left is a whole line if the file starts there or a line
+	// ended just before it.
+	if pos > 0 {
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], pos-1); err != nil || b[0] != '\n' {
+			return false, nil
 		}
 	}
-	return buf, off == 0, nil
+	if len(head) > 0 {
+		keep(head)
+	}
+	return pos == 0, nil
 }

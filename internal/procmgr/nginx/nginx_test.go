@@ -529,4 +529,17 @@ func TestAccessLogTail(t *testing.T) {
 	if len(lines) == 0 || !strings.HasSuffix(want, lines[0]) {
 		t.Fatalf("the window's first line: got %.20q, want the line %.30q", lines, want)
 	}
+	// The window starts inside a line whose end looks like the site's (a
+	// visitor chooses its User-Agent): that piece is not a request.
+	forged := fmt.Sprintf("site %d.000 FORGED\n", t0.Unix()+5000)
+	var rest strings.Builder
+	for i := 0; rest.Len()+len(forged) < 16<<20-2100; i++ {
+		line(&rest, "site", 6000+i, fmt.Sprintf("tail %06d %s", i, strings.Repeat("y", 1000)))
+	}
+	pad := strings.Repeat("z", 16<<20-len(forged)-rest.Len()-1) + "\n"
+	os.WriteFile(p, []byte("other 1.000 a visitor whose user agent ends in "+forged+rest.String()+pad), 0o644)
+	lines, _ = m.AccessLog("site", t0, 20000)
+	if len(lines) == 0 || slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "FORGED") }) {
+		t.Fatalf("a piece of a line cut by the window read as a request: %d lines, the first %.20q", len(lines), lines)
+	}
 }
