@@ -44,8 +44,8 @@ func NewHost(l Layout) (*Host, error) {
 		}
 	}
 	// Best effort: the attribute only places new instances' files apart
-	// (see MarkTopDir); a filesystem without it works the same, slower.
-	_ = MarkTopDir(l.InstancesRoot)
+	// (see markTopDir); a filesystem without it works the same, slower.
+	_ = markTopDir(l.InstancesRoot)
 	return &Host{Layout: l, FPM: FPMOptions{ErrorLog: ErrorLogSyslog}}, nil
 }
 

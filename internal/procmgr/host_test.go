@@ -245,7 +245,7 @@ func tempHost(t *testing.T, prefix string) (string, procmgr.Layout, *procmgr.Hos
 
 // TestInstancesRootIsATopDir: on ext4 the instances root has the "T"
 // attribute, so each new instance's files go to a block group of their own
-// (see MarkTopDir; the speed is in make bench's create figure).
+// (see markTopDir; the speed is in make bench's create figure).
 func TestInstancesRootIsATopDir(t *testing.T) {
 	base := filepath.Join("/var/lib/ikabud-test", "topdir-"+fmt.Sprint(os.Getpid()))
 	t.Cleanup(func() { os.RemoveAll(base) })

@@ -12,7 +12,7 @@ import (
 // parent.
 const fsTopDirFlag = 0x00020000
 
-// MarkTopDir gives dir the "T" attribute where its filesystem has one.
+// markTopDir gives dir the "T" attribute where its filesystem has one.
 //
 // The instances root gets it: each instance is a tree of its own, and a new
 // instance's files then go to a block group of their own instead of the one
@@ -25,7 +25,7 @@ const fsTopDirFlag = 0x00020000
 // Other filesystems (xfs, btrfs, tmpfs) have no such attribute and answer
 // with an error, which the caller may ignore: the attribute changes where
 // files go, never what they hold or who may read them.
-func MarkTopDir(dir string) error {
+func markTopDir(dir string) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err

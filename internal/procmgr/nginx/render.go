@@ -270,10 +270,9 @@ func RenderHTTP(ln Listen, sitesDir string) []byte {
 	// 64 bytes ("could not build server_names_hash").
 	b.WriteString("server_names_hash_bucket_size 512;\n")
 	b.WriteString("server_names_hash_max_size 131072;\n")
-	// The sites' access logs: nginx's combined format and the time the
+	// The sites' access log: the instance's id and the time (seconds since
+	// 1970, for the panel), then nginx's combined format and the time the
 	// request took.
-	// The instance's id and the time (seconds since 1970, for the panel),
-	// then nginx's combined format and the time the request took.
 	fmt.Fprintf(&b, "log_format %s '$ikabud_site $msec $remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time';\n", accessLogFormat)
 	b.WriteString("server {\n")
 	fmt.Fprintf(&b, "    listen %s default_server;\n", ln.directive())
